@@ -1,0 +1,34 @@
+# Two commands do all the set-up: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check pytest_llmobs tests benchmarks example_suites
+	$(BIN)/ruff format --check pytest_llmobs tests benchmarks example_suites
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict pytest_llmobs
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+test: lint typecheck unit
+
+demo: $(STAMP)
+	$(BIN)/python -m pytest_llmobs.demo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) llmobs-artifacts .pytest_cache .mypy_cache .ruff_cache

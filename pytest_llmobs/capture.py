@@ -1,0 +1,92 @@
+"""Routes what the transports and the tracer see to the test that is running.
+
+pytest runs one test at a time per process (xdist uses processes), so "the running test"
+is well defined even for calls made from threads or tasks the test started, or from
+module- and session-scoped fixtures while it is being set up or torn down.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from .calls import LLMCall
+from .intercept.exchange import Exchange
+from .intercept.interceptor import Interceptor
+from .providers import ProviderRegistry, Route
+from .tracing import Tracing
+
+
+@dataclass
+class TestCapture:
+    """Everything one test produced: its LLM calls and every finished span."""
+
+    nodeid: str
+    calls: list[LLMCall] = field(default_factory=list)
+    spans: list[ReadableSpan] = field(default_factory=list)
+    attempts: Counter[tuple[str, bytes]] = field(default_factory=Counter, repr=False)
+
+
+class Capture:
+    """Session-wide: owns the client patches and the tracer, feeds the active `TestCapture`."""
+
+    def __init__(self, routes: list[Route], capture_content: bool = False) -> None:
+        self.registry = ProviderRegistry(routes)
+        self.interceptor = Interceptor()
+        self.interceptor.listeners.append(self._on_exchange)
+        self.tracing = Tracing(self._on_span, capture_content=capture_content)
+        self._active: TestCapture | None = None
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        self.interceptor.install()
+
+    def shutdown(self) -> None:
+        self.interceptor.uninstall()
+        self.tracing.shutdown()
+
+    def start_test(self, nodeid: str) -> TestCapture:
+        with self._lock:
+            self._active = TestCapture(nodeid)
+            return self._active
+
+    def end_test(self) -> TestCapture | None:
+        self.interceptor.flush()
+        with self._lock:
+            finished, self._active = self._active, None
+        return finished
+
+    @property
+    def active(self) -> TestCapture | None:
+        return self._active
+
+    def _on_exchange(self, exchange: Exchange) -> None:
+        call = self.registry.parse(exchange)
+        if call is None:
+            return
+        with self._lock:
+            target = self._active
+            if target is not None:
+                call = _count_attempt(target, call, exchange)
+                target.calls.append(call)
+        self.tracing.emit(call, exchange.parent_context, exchange.request_header("traceparent"))
+
+    def _on_span(self, span: ReadableSpan) -> None:
+        if self.interceptor.suspended:  # a nested session is running; its spans are its own
+            return
+        with self._lock:
+            if self._active is not None:
+                self._active.spans.append(span)
+
+
+def _count_attempt(target: TestCapture, call: LLMCall, exchange: Exchange) -> LLMCall:
+    """SDKs without an attempt header: the nth identical request in a test is attempt n."""
+    key = (exchange.url, exchange.request_body)
+    seen = target.attempts[key]
+    target.attempts[key] += 1
+    if exchange.request_header("x-stainless-retry-count") is None and seen:
+        return replace(call, attempt=seen)
+    return call

@@ -1,0 +1,248 @@
+"""Patches for the `httpx` and `httpx2` transports (the two are API twins).
+
+We wrap `HTTPTransport.handle_request` / `AsyncHTTPTransport.handle_async_request`:
+below the client's retries, redirects and auth, so one call here is one HTTP attempt,
+and above the connection pool, so the body passes through us chunk by chunk as it
+arrives. Nothing is buffered: each piece is timestamped and handed on at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import AsyncIterator, Iterator
+from types import ModuleType
+from typing import Any
+
+import anyio
+
+from .exchange import CannedResponse, Exchange
+from .interceptor import Interceptor, Unpatch, fail_delay, wait_until
+
+CLIENT_MODULES = ("httpx", "httpx2")
+
+
+def install(interceptor: Interceptor) -> list[Unpatch]:
+    unpatches: list[Unpatch] = []
+    for name in CLIENT_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        unpatches.extend(_patch_module(module, interceptor))
+    return unpatches
+
+
+def _patch_module(httpx: ModuleType, interceptor: Interceptor) -> list[Unpatch]:
+    sync_cls, async_cls = httpx.HTTPTransport, httpx.AsyncHTTPTransport
+    original_sync = sync_cls.handle_request
+    original_async = async_cls.handle_async_request
+    streams = _stream_classes(httpx, interceptor)
+
+    def handle_request(transport: Any, request: Any) -> Any:
+        if interceptor.suspended:
+            return original_sync(transport, request)
+        exchange = _begin(httpx, interceptor, request)
+        canned = interceptor.respond(exchange)
+        if canned is not None:
+            wait_until(exchange, _first_offset(exchange, canned), canned.pace, time.sleep)
+            return _canned_response(httpx, interceptor, exchange, canned, streams["canned_sync"])
+        try:
+            response = original_sync(transport, request)
+        except BaseException as exc:
+            interceptor.finish(exchange, error=exc)
+            raise
+        _got_headers(exchange, response)
+        response.stream = streams["sync"](response.stream, exchange)
+        return response
+
+    async def handle_async_request(transport: Any, request: Any) -> Any:
+        if interceptor.suspended:
+            return await original_async(transport, request)
+        exchange = _begin(httpx, interceptor, request)
+        canned = interceptor.respond(exchange)
+        if canned is not None:
+            await _async_wait(exchange, _first_offset(exchange, canned), canned.pace)
+            return _canned_response(httpx, interceptor, exchange, canned, streams["canned_async"])
+        try:
+            response = await original_async(transport, request)
+        except BaseException as exc:
+            interceptor.finish(exchange, error=exc)
+            raise
+        _got_headers(exchange, response)
+        response.stream = streams["async"](response.stream, exchange)
+        return response
+
+    sync_cls.handle_request = interceptor.wrap(original_sync, handle_request)
+    async_cls.handle_async_request = interceptor.wrap(original_async, handle_async_request)
+
+    def unpatch() -> None:
+        sync_cls.handle_request = original_sync
+        async_cls.handle_async_request = original_async
+
+    return [unpatch]
+
+
+def _begin(httpx: ModuleType, interceptor: Interceptor, request: Any) -> Exchange:
+    # Requests built from bytes/str/json already hold `content`; a streamed upload
+    # is read once here and httpx keeps the bytes for the transport.
+    body: bytes = request.read() if hasattr(request, "read") else b""
+    timeout = (request.extensions.get("timeout") or {}).get("read")
+    return interceptor.begin(
+        httpx.__name__,
+        request.method,
+        str(request.url),
+        [(k, v) for k, v in request.headers.multi_items()],
+        body,
+        read_timeout=timeout,
+    )
+
+
+def _got_headers(exchange: Exchange, response: Any) -> None:
+    reason = response.extensions.get("reason_phrase", b"")
+    exchange.got_headers(
+        response.status_code,
+        [(k, v) for k, v in response.headers.multi_items()],
+        reason.decode("latin-1") if isinstance(reason, bytes) else str(reason),
+    )
+
+
+def _canned_response(
+    httpx: ModuleType,
+    interceptor: Interceptor,
+    exchange: Exchange,
+    canned: CannedResponse,
+    stream_cls: Any,
+) -> Any:
+    if canned.status is None:  # failure before any response headers
+        error = _transport_error(httpx, canned.fail or "connect", before_headers=True)
+        interceptor.finish(exchange, error=error)
+        raise error
+    exchange.got_headers(canned.status, list(canned.headers), canned.reason)
+    return httpx.Response(
+        status_code=canned.status,
+        headers=canned.headers,
+        stream=stream_cls(canned, exchange),
+        extensions={"http_version": b"HTTP/1.1", "reason_phrase": canned.reason.encode()},
+    )
+
+
+def _first_offset(exchange: Exchange, canned: CannedResponse) -> float:
+    return canned.headers_offset if canned.status is not None else fail_delay(exchange, canned)
+
+
+def _transport_error(httpx: ModuleType, kind: str, *, before_headers: bool) -> BaseException:
+    if kind == "timeout":
+        return httpx.ReadTimeout("The read operation timed out")  # type: ignore[no-any-return]
+    if kind == "connect":
+        return httpx.ConnectError("[Errno 111] Connection refused")  # type: ignore[no-any-return]
+    if before_headers:
+        return httpx.RemoteProtocolError(  # type: ignore[no-any-return]
+            "Server disconnected without sending a response."
+        )
+    return httpx.RemoteProtocolError(  # type: ignore[no-any-return]
+        "peer closed connection without sending complete message body (incomplete chunked read)"
+    )
+
+
+async def _async_wait(exchange: Exchange, offset: float, pace: float) -> None:
+    delay = offset * pace - exchange.now()
+    if delay > 0:
+        await anyio.sleep(delay)
+
+
+def _stream_classes(httpx: ModuleType, interceptor: Interceptor) -> dict[str, type]:
+    """Stream wrappers must subclass this module's own byte-stream bases (httpx asserts it)."""
+
+    class TimedSyncStream(httpx.SyncByteStream):  # type: ignore[misc,name-defined]
+        def __init__(self, inner: Any, exchange: Exchange) -> None:
+            self._inner = inner
+            self._exchange = exchange
+
+        def __iter__(self) -> Iterator[bytes]:
+            try:
+                for chunk in self._inner:
+                    self._exchange.got_chunk(chunk)
+                    yield chunk
+            except BaseException as exc:
+                if not isinstance(exc, GeneratorExit):
+                    interceptor.finish(self._exchange, error=exc)
+                raise
+            interceptor.finish(self._exchange, complete=True)
+
+        def close(self) -> None:
+            try:
+                self._inner.close()
+            finally:
+                interceptor.finish(self._exchange)
+
+    class TimedAsyncStream(httpx.AsyncByteStream):  # type: ignore[misc,name-defined]
+        def __init__(self, inner: Any, exchange: Exchange) -> None:
+            self._inner = inner
+            self._exchange = exchange
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            try:
+                async for chunk in self._inner:
+                    self._exchange.got_chunk(chunk)
+                    yield chunk
+            except BaseException as exc:
+                if not isinstance(exc, GeneratorExit):
+                    interceptor.finish(self._exchange, error=exc)
+                raise
+            interceptor.finish(self._exchange, complete=True)
+
+        async def aclose(self) -> None:
+            try:
+                await self._inner.aclose()
+            finally:
+                interceptor.finish(self._exchange)
+
+    class CannedSyncStream(httpx.SyncByteStream):  # type: ignore[misc,name-defined]
+        def __init__(self, canned: CannedResponse, exchange: Exchange) -> None:
+            self._canned = canned
+            self._exchange = exchange
+
+        def __iter__(self) -> Iterator[bytes]:
+            canned, exchange = self._canned, self._exchange
+            for offset, chunk in canned.chunks:
+                wait_until(exchange, offset, canned.pace, time.sleep)
+                exchange.got_chunk(chunk)
+                yield chunk
+            if canned.fail is not None:
+                wait_until(exchange, fail_delay(exchange, canned), canned.pace, time.sleep)
+                error = _transport_error(httpx, canned.fail, before_headers=False)
+                interceptor.finish(exchange, error=error)
+                raise error
+            interceptor.finish(exchange, complete=True)
+
+        def close(self) -> None:
+            interceptor.finish(self._exchange)
+
+    class CannedAsyncStream(httpx.AsyncByteStream):  # type: ignore[misc,name-defined]
+        def __init__(self, canned: CannedResponse, exchange: Exchange) -> None:
+            self._canned = canned
+            self._exchange = exchange
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            canned, exchange = self._canned, self._exchange
+            for offset, chunk in canned.chunks:
+                await _async_wait(exchange, offset, canned.pace)
+                exchange.got_chunk(chunk)
+                yield chunk
+            if canned.fail is not None:
+                await _async_wait(exchange, fail_delay(exchange, canned), canned.pace)
+                error = _transport_error(httpx, canned.fail, before_headers=False)
+                interceptor.finish(exchange, error=error)
+                raise error
+            interceptor.finish(exchange, complete=True)
+
+        async def aclose(self) -> None:
+            interceptor.finish(self._exchange)
+
+    return {
+        "sync": TimedSyncStream,
+        "async": TimedAsyncStream,
+        "canned_sync": CannedSyncStream,
+        "canned_async": CannedAsyncStream,
+    }

@@ -1,0 +1,141 @@
+"""The one place every intercepted exchange passes through.
+
+Client patches (`httpx_clients`, `requests_client`) call `begin` when a request reaches
+a transport, `respond` to let replay or chaos answer instead of the network, and
+`finish` once the body has been read to the end, failed, or been closed. Listeners
+(providers → spans, cassette recording) run on finish.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import context as otel_context
+
+from .exchange import CannedResponse, Exchange
+
+Responder = Callable[[Exchange], CannedResponse | None]
+Listener = Callable[[Exchange], None]
+Unpatch = Callable[[], None]
+
+
+class Interceptor:
+    """Owns the client patches for one pytest session; holds no per-test state."""
+
+    def __init__(self) -> None:
+        self.responders: list[Responder] = []
+        self.listeners: list[Listener] = []
+        self.listener_errors: list[BaseException] = []
+        self._pending: dict[int, Exchange] = {}
+        self._lock = threading.Lock()
+        self._unpatches: list[Unpatch] = []
+        # Nested sessions (pytester in-process) stack their patches on ours: while one
+        # is installed on top, we pass traffic straight through and see nothing.
+        self.suspended = 0
+        self._nested_over: set[Interceptor] = set()
+
+    # -- lifecycle -------------------------------------------------------------
+    def install(self) -> None:
+        from . import httpx_clients, requests_client
+
+        self._unpatches = [*httpx_clients.install(self), *requests_client.install(self)]
+
+    def uninstall(self) -> None:
+        for unpatch in reversed(self._unpatches):
+            unpatch()
+        self._unpatches = []
+        for outer in self._nested_over:
+            outer.suspended -= 1
+        self._nested_over.clear()
+
+    def wrap(self, original: Callable[..., Any], patched: Callable[..., Any]) -> Callable[..., Any]:
+        """Mark `patched` as ours; if `original` belongs to another interceptor, suspend it."""
+        outer = getattr(original, "_llmobs_interceptor", None)
+        if isinstance(outer, Interceptor) and outer is not self and outer not in self._nested_over:
+            self._nested_over.add(outer)
+            outer.suspended += 1
+        patched._llmobs_interceptor = self  # type: ignore[attr-defined]
+        return patched
+
+    # -- called by the client patches --------------------------------------------
+    def begin(
+        self,
+        client: str,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        read_timeout: float | None = None,
+    ) -> Exchange:
+        exchange = Exchange(
+            client=client,
+            method=method.upper(),
+            url=url,
+            request_headers=headers,
+            request_body=body,
+            started_at=time.time(),
+            t0=time.perf_counter(),
+            parent_context=otel_context.get_current(),
+        )
+        exchange.annotations["read_timeout"] = read_timeout
+        with self._lock:
+            self._pending[id(exchange)] = exchange
+        return exchange
+
+    def respond(self, exchange: Exchange) -> CannedResponse | None:
+        """First responder that answers wins; none answering means: go to the network."""
+        for responder in self.responders:
+            canned = responder(exchange)
+            if canned is not None:
+                exchange.source = canned.source
+                exchange.body_decoded = canned.body_decoded
+                exchange.annotations.update(canned.annotations)
+                exchange.recorded_chunk_offsets = [offset for offset, _ in canned.chunks]
+                exchange.recorded_duration_s = canned.duration_s
+                return canned
+        return None
+
+    def finish(
+        self, exchange: Exchange, *, complete: bool = False, error: BaseException | None = None
+    ) -> None:
+        if not exchange.claim_finish():
+            return
+        exchange.complete = complete and error is None
+        if error is not None:
+            exchange.error = error
+        with self._lock:
+            self._pending.pop(id(exchange), None)
+        for listener in self.listeners:
+            try:
+                listener(exchange)
+            except Exception as exc:  # a bug of ours must never break the app's HTTP call
+                self.listener_errors.append(exc)
+
+    def flush(self) -> None:
+        """Finish exchanges whose body nobody read to the end or closed (leaked responses)."""
+        with self._lock:
+            pending = list(self._pending.values())
+        for exchange in pending:
+            self.finish(exchange, complete=False)
+
+
+def wait_until(
+    exchange: Exchange, offset: float, pace: float, sleep: Callable[[float], Any]
+) -> None:
+    """Sleep until `offset * pace` seconds after the request started (sync transports)."""
+    delay = offset * pace - exchange.now()
+    if delay > 0:
+        sleep(delay)
+
+
+def fail_delay(exchange: Exchange, canned: CannedResponse) -> float:
+    """When a canned failure strikes: its own offset; a timeout waits for the client's
+    read timeout (capped by its offset), so a client without one is visibly stuck."""
+    read_timeout = exchange.annotations.get("read_timeout")
+    delay = canned.fail_offset or 0.0
+    if canned.fail == "timeout" and read_timeout is not None:
+        delay = min(delay, read_timeout) if canned.fail_offset is not None else read_timeout
+    return delay

@@ -1,0 +1,228 @@
+"""Patches for `requests` (over urllib3).
+
+`HTTPAdapter.send` is one HTTP attempt; it hands back a response whose body is still
+unread. The body then flows out of urllib3's `HTTPResponse.read` / `read1` /
+`read_chunked`, which we wrap at class level but act on only for responses we marked,
+so each piece is timestamped as the app receives it (already content-decoded).
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+from .exchange import CannedResponse, Exchange
+from .interceptor import Interceptor, Unpatch, fail_delay, wait_until
+
+_MARK = "_llmobs_exchange"
+
+
+def install(interceptor: Interceptor) -> list[Unpatch]:
+    try:
+        import requests.adapters
+    except ImportError:
+        return []
+    return [_patch_send(requests.adapters.HTTPAdapter, interceptor), _patch_reads(interceptor)]
+
+
+def _patch_send(adapter_cls: Any, interceptor: Interceptor) -> Unpatch:
+    original = adapter_cls.send
+
+    def send(
+        adapter: Any, request: Any, stream: bool = False, timeout: Any = None, **kw: Any
+    ) -> Any:
+        if interceptor.suspended:
+            return original(adapter, request, stream=stream, timeout=timeout, **kw)
+        exchange = interceptor.begin(
+            "requests",
+            request.method or "GET",
+            request.url or "",
+            [(k, v) for k, v in request.headers.items()],
+            _body_bytes(request.body),
+            read_timeout=_read_timeout(timeout),
+        )
+        canned = interceptor.respond(exchange)
+        if canned is not None:
+            response = adapter.build_response(request, _canned_raw(exchange, canned, interceptor))
+        else:
+            try:
+                response = original(adapter, request, stream=stream, timeout=timeout, **kw)
+            except BaseException as exc:
+                interceptor.finish(exchange, error=exc)
+                raise
+            exchange.body_decoded = True
+        exchange.got_headers(
+            response.status_code, list(response.raw.headers.items()), response.reason or ""
+        )
+        setattr(response.raw, _MARK, (exchange, interceptor))
+        return response
+
+    adapter_cls.send = interceptor.wrap(original, send)
+
+    def unpatch() -> None:
+        adapter_cls.send = original
+
+    return unpatch
+
+
+def _patch_reads(interceptor: Interceptor) -> Unpatch:
+    import urllib3.response
+    from urllib3.util.response import is_fp_closed
+
+    cls = urllib3.response.HTTPResponse
+    originals = {name: getattr(cls, name) for name in ("read", "read1", "read_chunked", "close")}
+
+    def marked(response: Any) -> tuple[Exchange, Interceptor] | None:
+        # Only our own marks: a nested session's patches sit on top of ours.
+        mark: tuple[Exchange, Interceptor] | None = getattr(response, _MARK, None)
+        return mark if mark is not None and mark[1] is interceptor else None
+
+    def at_eof(response: Any) -> bool:
+        return response._fp is None or (
+            is_fp_closed(response._fp) and len(response._decoded_buffer) == 0
+        )
+
+    def read_wrapper(name: str) -> Any:
+        original = originals[name]
+
+        def read(self: Any, *args: Any, **kwargs: Any) -> bytes:
+            mark = marked(self)
+            if mark is None:
+                return original(self, *args, **kwargs)  # type: ignore[no-any-return]
+            exchange, owner = mark
+            try:
+                data: bytes = original(self, *args, **kwargs)
+            except BaseException as exc:
+                owner.finish(exchange, error=exc)
+                raise
+            exchange.got_chunk(data)
+            if not data or at_eof(self):
+                owner.finish(exchange, complete=True)
+            return data
+
+        return read
+
+    def read_chunked(self: Any, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        mark = marked(self)
+        if mark is None:
+            yield from originals["read_chunked"](self, *args, **kwargs)
+            return
+        exchange, owner = mark
+        try:
+            for data in originals["read_chunked"](self, *args, **kwargs):
+                exchange.got_chunk(data)
+                yield data
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            owner.finish(exchange, error=exc)
+            raise
+        owner.finish(exchange, complete=True)
+
+    def close(self: Any) -> None:
+        mark = marked(self)
+        try:
+            originals["close"](self)
+        finally:
+            if mark is not None:
+                mark[1].finish(mark[0])
+
+    patched = {
+        "read": read_wrapper("read"),
+        "read1": read_wrapper("read1"),
+        "read_chunked": read_chunked,
+        "close": close,
+    }
+    for name, function in patched.items():
+        setattr(cls, name, interceptor.wrap(originals[name], function))
+
+    def unpatch() -> None:
+        for name, original in originals.items():
+            setattr(cls, name, original)
+
+    return unpatch
+
+
+def _body_bytes(body: Any) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    return b""  # a generator or file upload: not an LLM request body we can parse
+
+
+def _read_timeout(timeout: Any) -> float | None:
+    if isinstance(timeout, tuple):
+        return timeout[1] if len(timeout) > 1 else None
+    return float(timeout) if isinstance(timeout, (int, float)) else None
+
+
+class _PacedBody:
+    """A file-like body for canned responses: serves recorded pieces on their schedule."""
+
+    def __init__(self, exchange: Exchange, canned: CannedResponse) -> None:
+        self._exchange = exchange
+        self._canned = canned
+        self._pieces = list(canned.chunks)
+        self._buffer = b""
+        self.closed = False
+
+    def read(self, amt: int | None = None) -> bytes:
+        if not self._buffer:
+            if not self._pieces:
+                self._fail_or_eof()
+                return b""
+            offset, self._buffer = self._pieces.pop(0)
+            wait_until(self._exchange, offset, self._canned.pace, time.sleep)
+        size = len(self._buffer) if amt is None or amt < 0 else amt
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        if amt is None:
+            data += self.read(None) if (self._pieces or self._canned.fail) else b""
+        return data
+
+    def _fail_or_eof(self) -> None:
+        canned = self._canned
+        if canned.fail is not None and not self.closed:
+            self.closed = True
+            wait_until(self._exchange, fail_delay(self._exchange, canned), canned.pace, time.sleep)
+            if canned.fail == "timeout":
+                raise TimeoutError("The read operation timed out")
+            raise http.client.IncompleteRead(b"")
+        self.closed = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _canned_raw(exchange: Exchange, canned: CannedResponse, interceptor: Interceptor) -> Any:
+    import urllib3
+
+    wait_until(
+        exchange,
+        canned.headers_offset if canned.status is not None else fail_delay(exchange, canned),
+        canned.pace,
+        time.sleep,
+    )
+    if canned.status is None:
+        import requests.exceptions
+
+        error: BaseException = (
+            requests.exceptions.ReadTimeout("Read timed out.")
+            if canned.fail == "timeout"
+            else requests.exceptions.ConnectionError("Connection refused")
+        )
+        interceptor.finish(exchange, error=error)
+        raise error
+    return urllib3.HTTPResponse(
+        body=cast(Any, _PacedBody(exchange, canned)),
+        headers=urllib3.HTTPHeaderDict(canned.headers),
+        status=canned.status,
+        reason=canned.reason,
+        preload_content=False,
+        decode_content=True,
+        enforce_content_length=False,
+    )

@@ -1,0 +1,31 @@
+"""Shared fixtures: one local provider server per session, reset for every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+# pytester's in-process runs drop modules imported during a run; importing the SDKs here
+# keeps them loaded once for the whole session (saves ~2 s per inner run).
+import anthropic  # noqa: F401
+import httpx  # noqa: F401
+import openai  # noqa: F401
+import pytest
+import requests  # noqa: F401
+
+from pytest_llmobs.testing import ProviderServer
+
+
+@pytest.fixture(scope="session")
+def provider_server() -> Iterator[ProviderServer]:
+    with ProviderServer() as server:
+        yield server
+
+
+@pytest.fixture
+def provider(provider_server: ProviderServer, monkeypatch: pytest.MonkeyPatch) -> ProviderServer:
+    """The provider server, fresh, with its URL in LLM_URL for inner pytester runs."""
+    provider_server.reset()
+    monkeypatch.setenv("LLM_URL", provider_server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key-0000000000000000")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key-000000000000")
+    return provider_server

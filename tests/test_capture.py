@@ -1,0 +1,327 @@
+"""End to end: real SDKs → local provider server, captured as LLMCalls and GenAI spans."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_llmobs.testing import ProviderServer, error_reply
+
+HEADER = """
+import asyncio, os, threading, time
+import anthropic, httpx, openai, pytest, requests
+from opentelemetry import trace
+
+URL = os.environ["LLM_URL"]
+MESSAGES = [{"role": "user", "content": "say hello to the test"}]  # 5 words
+
+
+def oai(**kw):
+    return openai.OpenAI(base_url=URL + "/v1", max_retries=kw.pop("max_retries", 0), **kw)
+
+
+def ant(**kw):
+    return anthropic.Anthropic(base_url=URL, max_retries=kw.pop("max_retries", 0), **kw)
+"""
+
+
+INNER_ARGS = (
+    "-p",
+    "no:cacheprovider",
+    "-o",
+    "asyncio_mode=auto",
+    "-o",
+    "asyncio_default_fixture_loop_scope=function",
+)
+
+
+def run(pytester: pytest.Pytester, body: str, *args: str, passed: int = 1) -> pytest.RunResult:
+    pytester.makepyfile(test_inner=HEADER + body)
+    result = pytester.runpytest(*INNER_ARGS, *args)
+    result.assert_outcomes(passed=passed)
+    return result
+
+
+def test_openai_chat_non_streaming(pytester: pytest.Pytester, provider: ProviderServer) -> None:
+    provider.configure(reply="one two three four")
+    run(
+        pytester,
+        """
+def test_it(llmobs):
+    out = oai().chat.completions.create(model="gpt-4o", messages=MESSAGES, temperature=0.2)
+    assert out.choices[0].message.content == "one two three four"
+    [call] = llmobs.calls
+    assert (call.provider, call.operation, call.request_model) == ("openai", "chat", "gpt-4o")
+    assert call.response_model == "gpt-4o" and call.stream is False
+    assert call.usage.input_tokens == 5 and call.usage.output_tokens == 4
+    assert call.usage.total_tokens == 9 and call.usage.cached_input_tokens == 0
+    assert call.finish_reasons == ("stop",) and call.truncated is False
+    assert call.status_code == 200 and call.attempt == 0 and call.error is None
+    assert call.request_id and call.response_id.startswith("chatcmpl-")
+    assert call.temperature == 0.2 and call.url.endswith("/v1/chat/completions")
+    assert call.duration_s > 0 and call.started_at > 0
+    assert call.output_text == "one two three four"
+    [span] = llmobs.find_spans("chat *")
+    assert span.name == "chat gpt-4o" and span.kind == trace.SpanKind.CLIENT
+    a = span.attributes
+    assert a["gen_ai.provider.name"] == "openai" and a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.usage.input_tokens"] == 5 and a["gen_ai.usage.output_tokens"] == 4
+    assert list(a["gen_ai.response.finish_reasons"]) == ["stop"]
+    assert a["server.address"] == "127.0.0.1" and a["gen_ai.request.temperature"] == 0.2
+    assert llmobs.usage.total_tokens == 9
+""",
+    )
+
+
+def test_openai_stream_timing_and_usage(
+    pytester: pytest.Pytester, provider: ProviderServer
+) -> None:
+    provider.configure(reply="a b c d e", ttft_s=0.2, chunk_delay_s=0.05)
+    run(
+        pytester,
+        """
+def test_usage(llmobs):
+    client = oai()
+    t0 = time.perf_counter()
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True,
+        stream_options={"include_usage": True})
+    first = None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content and first is None:
+            first = time.perf_counter() - t0
+    total = time.perf_counter() - t0
+    # not buffered: the app saw its first token long before the end
+    assert 0.18 < first < total - 0.15
+    [call] = llmobs.calls
+    assert call.stream is True and call.finish_reasons == ("stop",)
+    assert call.usage.output_tokens == 5 and call.usage.input_tokens == 5
+    assert 0.18 < call.time_to_first_chunk_s < 0.35
+    assert abs(call.duration_s - total) < 0.05
+    assert len(call.chunk_offsets_s) >= 5
+    assert list(call.chunk_offsets_s) == sorted(call.chunk_offsets_s)
+    [span] = llmobs.find_spans("chat gpt-4o-mini")
+    assert span.attributes["gen_ai.request.stream"] is True
+    assert 0.18 < span.attributes["gen_ai.response.time_to_first_chunk"] < 0.35
+    assert (span.end_time - span.start_time) / 1e9 == pytest.approx(call.duration_s, abs=0.01)
+
+def test_no_usage_without_include_usage(llmobs):
+    for _ in oai().chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True):
+        pass
+    [call] = llmobs.calls
+    assert call.usage.input_tokens is None and call.usage.output_tokens is None
+    assert call.finish_reasons == ("stop",)
+""",
+        passed=2,
+    )
+
+
+def test_async_clients_and_anthropic(pytester: pytest.Pytester, provider: ProviderServer) -> None:
+    provider.configure(reply="w1 w2 w3 w4 w5 w6")
+    run(
+        pytester,
+        """
+async def test_async_openai(llmobs):
+    client = openai.AsyncOpenAI(base_url=URL + "/v1", max_retries=0)
+    out = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    stream = await client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, stream_options={"include_usage": True})
+    async for _ in stream:
+        pass
+    assert [c.stream for c in llmobs.calls] == [False, True]
+    assert [c.usage.output_tokens for c in llmobs.calls] == [6, 6]
+
+async def test_async_anthropic_stream(llmobs):
+    client = anthropic.AsyncAnthropic(base_url=URL, max_retries=0)
+    async with client.messages.stream(
+            model="claude-test-s", max_tokens=100, messages=MESSAGES) as stream:
+        text = await stream.get_final_text()
+    assert text == "w1 w2 w3 w4 w5 w6"
+    [call] = llmobs.calls
+    assert (call.provider, call.stream, call.finish_reasons) == ("anthropic", True, ("end_turn",))
+    assert call.usage.input_tokens == 5 and call.usage.output_tokens == 6
+
+def test_anthropic_truncated_by_max_tokens(llmobs):
+    msg = ant().messages.create(model="claude-test-h", max_tokens=3, messages=MESSAGES)
+    assert msg.stop_reason == "max_tokens"
+    [call] = llmobs.calls
+    assert call.truncated and call.truncation_reason == "max_tokens"
+    assert call.max_tokens == 3 and call.usage.output_tokens == 3
+""",
+        passed=3,
+    )
+
+
+def test_span_tree_and_no_double_counting(
+    pytester: pytest.Pytester, provider: ProviderServer
+) -> None:
+    run(
+        pytester,
+        """
+tracer = trace.get_tracer("app")
+
+def test_tree(llmobs):
+    with tracer.start_as_current_span("rag.answer"):
+        with tracer.start_as_current_span("rag.retrieve"):
+            pass
+        oai().chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        ant().messages.create(model="claude-test-s", max_tokens=50, messages=MESSAGES)
+    by_name = {s.name: s for s in llmobs.spans}
+    root = by_name["rag.answer"]
+    assert by_name["rag.retrieve"].parent.span_id == root.context.span_id
+    assert by_name["chat gpt-4o"].parent.span_id == root.context.span_id
+    # anthropic 2.x emits its own call span; ours (one per HTTP attempt) nests under it
+    sdk_span = by_name["anthropic.messages.create"]
+    assert sdk_span.parent.span_id == root.context.span_id
+    assert by_name["chat claude-test-s"].parent.span_id == sdk_span.context.span_id
+    assert len({s.context.trace_id for s in llmobs.spans}) == 1
+    # two GenAI spans describe the anthropic call, but it is one LLMCall
+    assert [c.provider for c in llmobs.calls] == ["openai", "anthropic"]
+    assert llmobs.usage.input_tokens == 10
+""",
+    )
+
+
+def test_isolation_threads_tasks(pytester: pytest.Pytester, provider: ProviderServer) -> None:
+    run(
+        pytester,
+        """
+def test_a_threads(llmobs):
+    client = oai()
+    threads = [threading.Thread(target=lambda: client.embeddings.create(
+        model="text-embedding-3-small", input="hi there")) for _ in range(4)]
+    [t.start() for t in threads]; [t.join() for t in threads]
+    assert [c.operation for c in llmobs.calls] == ["embeddings"] * 4
+
+async def test_b_tasks(llmobs):
+    client = openai.AsyncOpenAI(base_url=URL + "/v1", max_retries=0)
+    await asyncio.gather(*[client.chat.completions.create(model=f"m{i}", messages=MESSAGES)
+                           for i in range(5)])
+    assert sorted(c.request_model for c in llmobs.calls) == [f"m{i}" for i in range(5)]
+    assert not llmobs.find_spans("embeddings *")
+
+def test_c_nothing(llmobs, llm_spans):
+    assert llmobs.calls == [] and llm_spans == [] and llmobs.usage.total == 0
+""",
+        passed=3,
+    )
+
+
+def test_plain_httpx_and_requests(pytester: pytest.Pytester, provider: ProviderServer) -> None:
+    provider.configure(reply="x y z", ttft_s=0.1, chunk_delay_s=0.05)
+    run(
+        pytester,
+        """
+BODY = {"model": "gpt-4o", "messages": MESSAGES}
+
+def test_httpx(llmobs):
+    httpx.post(URL + "/v1/chat/completions", json=BODY)
+    with httpx.Client() as c, c.stream("POST", URL + "/v1/chat/completions",
+                                       json={**BODY, "stream": True}) as r:
+        lines = list(r.iter_lines())
+    assert lines[-2] == "data: [DONE]" or lines[-1] == "data: [DONE]"
+    assert [c.stream for c in llmobs.calls] == [False, True]
+    assert llmobs.calls[1].time_to_first_chunk_s > 0.09
+
+def test_requests(llmobs):
+    requests.post(URL + "/v1/chat/completions", json=BODY).json()
+    t0 = time.perf_counter(); first = None
+    with requests.post(URL + "/v1/chat/completions", json={**BODY, "stream": True},
+                       stream=True) as r:
+        for line in r.iter_lines(chunk_size=None):
+            first = first or time.perf_counter() - t0
+    assert first < 0.2  # streamed through, not buffered (stream takes >= 0.25 s)
+    [plain, streamed] = llmobs.calls
+    assert plain.usage.output_tokens == 3 and plain.finish_reasons == ("stop",)
+    assert streamed.stream and streamed.finish_reasons == ("stop",)
+    assert streamed.output_text == "x y z"
+    assert not streamed.truncated
+    assert streamed.duration_s > 0.2
+
+async def test_async_httpx(llmobs):
+    async with httpx.AsyncClient() as c:
+        await c.post(URL + "/v1/messages", json={"model": "claude-x", "max_tokens": 9,
+                     "messages": MESSAGES}, headers={"anthropic-version": "2023-06-01"})
+    [call] = llmobs.calls
+    assert call.provider == "anthropic" and call.usage.output_tokens == 3
+
+def test_unknown_traffic_ignored(llmobs):
+    assert httpx.get(URL + "/not-an-llm").status_code == 404
+    requests.post(URL + "/upload", data=b"\\x00\\xff binary")
+    assert llmobs.calls == []
+""",
+        passed=4,
+    )
+
+
+def test_retries_are_attempts(pytester: pytest.Pytester, provider: ProviderServer) -> None:
+    rate_limited = error_reply("openai", 429, headers={"retry-after-ms": "10"})
+    rate_limited.match = "/chat/completions"
+    overloaded = error_reply("anthropic", 529, headers={"retry-after-ms": "10"})
+    overloaded.match = "/messages"
+    provider.enqueue(rate_limited)
+    provider.enqueue(overloaded)
+    run(
+        pytester,
+        """
+def test_retry(llmobs):
+    oai(max_retries=2).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    ant(max_retries=2).messages.create(model="claude-x", max_tokens=20, messages=MESSAGES)
+    assert [(c.provider, c.attempt, c.status_code) for c in llmobs.calls] == [
+        ("openai", 0, 429), ("openai", 1, 200), ("anthropic", 0, 529), ("anthropic", 1, 200)]
+    assert llmobs.calls[0].error_type == "rate_limit_exceeded"
+    assert llmobs.calls[2].error_type == "overloaded_error"
+    [failed] = [s for s in llmobs.find_spans("chat gpt-4o") if s.status.status_code.name == "ERROR"]
+    assert failed.attributes["error.type"] == "rate_limit_exceeded"
+""",
+    )
+
+
+def test_gateway_base_path_and_registered_host(
+    pytester: pytest.Pytester, provider: ProviderServer
+) -> None:
+    pytester.makeini("[pytest]\nllm_hosts =\n    127.0.0.1/corp-llm=anthropic\n")
+    run(
+        pytester,
+        """
+def test_gateways(llmobs):
+    openai.OpenAI(base_url=URL + "/gw/openai/v1", max_retries=0).chat.completions.create(
+        model="gpt-4o", messages=MESSAGES)
+    anthropic.Anthropic(base_url=URL + "/gw/anthropic", max_retries=0).messages.create(
+        model="claude-x", max_tokens=10, messages=MESSAGES)
+    assert [c.provider for c in llmobs.calls] == ["openai", "anthropic"]
+""",
+    )
+
+
+def test_bad_llm_hosts_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest(*INNER_ARGS, "--llm-hosts", "llm.corp=nonsense")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*llm_hosts*nonsense*openai*"])
+
+
+def test_report_header_shows_settings(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest(*INNER_ARGS, "--llm-capture-content")
+    result.stdout.fnmatch_lines(["llmobs: *llm_capture_content=True (cli)*"])
+
+
+def test_leaked_stream_is_flushed_at_test_end(
+    pytester: pytest.Pytester, provider: ProviderServer
+) -> None:
+    run(
+        pytester,
+        """
+LEAK = []
+
+def test_leak():
+    r = httpx.Client().send(httpx.Client().build_request(
+        "POST", URL + "/v1/chat/completions",
+        json={"model": "gpt-4o", "messages": MESSAGES, "stream": True}), stream=True)
+    LEAK.append(r)  # never read, never closed
+
+def test_next(llmobs):
+    assert llmobs.calls == []  # the leaked call belongs to the previous test only
+""",
+        passed=2,
+    )
