@@ -25,7 +25,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 demo: $(STAMP)
-	$(BIN)/python -m pytest_llmobs.demo
+	$(BIN)/python example_suites/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -83,7 +83,9 @@ def main() -> None:
             f"{(on - off) * 1e6:>11.1f} µs{on / off:>8.3f}"
         )
     stream = figures["stream"]
-    print(f"stream overhead as share of stream duration: {stream['overhead_s'] / stream['off_s']:.2%}")
+    print(
+        f"stream overhead as share of stream duration: {stream['overhead_s'] / stream['off_s']:.2%}"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

@@ -11,10 +11,13 @@ from . import settings as settings_mod
 from .capture import Capture, TestCapture
 from .fixture import LLMObs
 from .providers import Route
+from .report.terminal import write_summary
+from .summary import REPORT_ATTR, RunSummary, payload
 
 SETTINGS = pytest.StashKey[settings_mod.Settings]()
 CAPTURE = pytest.StashKey[Capture]()
 TEST_CAPTURE = pytest.StashKey[TestCapture]()
+RUN_SUMMARY = pytest.StashKey[RunSummary]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,6 +31,8 @@ def pytest_configure(config: pytest.Config) -> None:
     capture.install()
     config.stash[SETTINGS] = settings
     config.stash[CAPTURE] = capture
+    config.stash[RUN_SUMMARY] = RunSummary()
+    config.pluginmanager.register(_ReportHooks(config.stash[RUN_SUMMARY]), "llmobs-report")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -49,6 +54,34 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
         return (yield)
     finally:
         capture.end_test()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if call.when == "teardown" and TEST_CAPTURE in item.stash:
+        # Teardown is the last phase: everything the test and its fixtures did is in.
+        item.config.stash[CAPTURE].interceptor.flush()
+        setattr(report, REPORT_ATTR, payload(item.stash[TEST_CAPTURE]))
+    return report
+
+
+class _ReportHooks:
+    """Hooks that need the session's summary (logreport has no config): registered once
+    per session, on the controller and single processes alike (pytest's junitxml pattern)."""
+
+    def __init__(self, summary: RunSummary) -> None:
+        self.summary = summary
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.summary.add(report.nodeid, report.outcome, getattr(report, REPORT_ATTR, None))
+
+    def pytest_terminal_summary(
+        self, terminalreporter: pytest.TerminalReporter, config: pytest.Config
+    ) -> None:
+        write_summary(terminalreporter, self.summary, config.get_verbosity())
 
 
 @pytest.fixture

@@ -673,7 +673,7 @@ def test_anthropic_stream_split_anywhere_with_cr_line_ends() -> None:
 RESPONSES_REQUEST = {"model": "gpt-4.1", "input": "Say hi", "max_output_tokens": 200}
 RESPONSE_USAGE = {
     "input_tokens": 36,
-    "input_tokens_details": {"cached_tokens": 4},
+    "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
     "output_tokens": 87,
     "output_tokens_details": {"reasoning_tokens": 16},
     "total_tokens": 123,
@@ -698,6 +698,8 @@ RESPONSE = {
     "parallel_tool_calls": True,
     "temperature": 1.0,
     "text": {"format": {"type": "text"}},
+    "tool_choice": "auto",
+    "tools": [],
     "usage": RESPONSE_USAGE,
 }
 RESPONSES_FIELDS: dict[str, Any] = {
@@ -706,7 +708,7 @@ RESPONSES_FIELDS: dict[str, Any] = {
     "request_model": "gpt-4.1",
     "response_model": "gpt-4.1-2025-04-14",
     "max_tokens": 200,
-    "usage": Usage(36, 87, 123, cached_input_tokens=4, reasoning_tokens=16),
+    "usage": Usage(36, 87, 123, 4, cache_creation_input_tokens=0, reasoning_tokens=16),
     "finish_reasons": ("completed",),
     "request_id": "req_5d3b0f8c1a2e4b6d",
     "response_id": RESPONSE["id"],
@@ -733,9 +735,27 @@ def responses_stream(*, final: str | None = "response.completed") -> list[bytes]
             **ids,
             "part": {"type": "output_text", "text": "", "annotations": []},
         },
-        {"type": "response.output_text.delta", "sequence_number": 4, **ids, "delta": "Hi"},
-        {"type": "response.output_text.delta", "sequence_number": 5, **ids, "delta": " there!"},
-        {"type": "response.output_text.done", "sequence_number": 6, **ids, "text": "Hi there!"},
+        {
+            "type": "response.output_text.delta",
+            "sequence_number": 4,
+            **ids,
+            "delta": "Hi",
+            "logprobs": [],
+        },
+        {
+            "type": "response.output_text.delta",
+            "sequence_number": 5,
+            **ids,
+            "delta": " there!",
+            "logprobs": [],
+        },
+        {
+            "type": "response.output_text.done",
+            "sequence_number": 6,
+            **ids,
+            "text": "Hi there!",
+            "logprobs": [],
+        },
     ]
     if final is not None:
         events += [
@@ -1162,7 +1182,9 @@ ANTHROPIC_FIELDS: dict[str, Any] = {
     "request_model": "claude-sonnet-4-5",
     "response_model": "claude-sonnet-4-5-20250929",
     "max_tokens": 1024,
-    "usage": Usage(12, 9, None, cached_input_tokens=2048, cache_creation_input_tokens=100),
+    "usage": Usage(
+        12 + 2048 + 100, 9, None, cached_input_tokens=2048, cache_creation_input_tokens=100
+    ),
     "finish_reasons": ("end_turn",),
     "request_id": "req_011CSHoEeqs5C35K2UUqR7Fy",
     "response_id": "msg_01XFDUDYJgAACzvnptvVoYEL",
@@ -1243,7 +1265,7 @@ def test_anthropic_stream_usage_from_message_delta() -> None:
     delta["usage"] |= {"input_tokens": 13, "cache_read_input_tokens": 4096}
     delta["usage"] |= {"output_tokens_details": {"thinking_tokens": 4}}
     chunks = [*ANTHROPIC_STREAM[:6], *typed_events(delta, {"type": "message_stop"})]
-    usage = Usage(13, 9, None, 4096, 100, reasoning_tokens=4)
+    usage = Usage(13 + 4096 + 100, 9, None, 4096, 100, reasoning_tokens=4)
     check(
         parse(anthropic_exchange(chunks, stream=True)),
         **{**ANTHROPIC_STREAM_FIELDS, "usage": usage},
@@ -1279,7 +1301,7 @@ def test_anthropic_tool_use_stream() -> None:
         parse(anthropic_exchange(chunks, stream=True)),
         **{
             **ANTHROPIC_STREAM_FIELDS,
-            "usage": Usage(12, 89, None, 2048, 100),
+            "usage": Usage(12 + 2048 + 100, 89, None, 2048, 100),
             "finish_reasons": ("tool_use",),
             "output_text": 'Let me check.\nget_weather({"location": "San Francisco, CA"})',
         },
@@ -1352,7 +1374,7 @@ def test_anthropic_overloaded_error_after_200() -> None:
         parse(anthropic_exchange(chunks, stream=True, headers=[])),
         **{
             **ANTHROPIC_STREAM_FIELDS,
-            "usage": Usage(12, 1, None, 2048, 100),
+            "usage": Usage(12 + 2048 + 100, 1, None, 2048, 100),
             "finish_reasons": (),
             "output_text": "Hello! ",
             "truncated": True,
@@ -1446,6 +1468,8 @@ def test_anthropic_version_header_makes_any_messages_path_count() -> None:
         make_exchange("https://slack.example/api/v1/messages", {"channel": "C1", "text": "hi"}),
         make_exchange("https://example.com/upload", {"model": "x", "messages": []}),
         make_exchange("https://example.com/api/responses", {"answers": [1, 2]}),
+        make_exchange("http://host:99999/v1/chat/completions", CHAT_REQUEST),
+        make_exchange("http://[::1/v1/chat/completions", CHAT_REQUEST),
     ],
     ids=lambda e: f"{e.method} {e.url} {e.request_body[:12]!r}",
 )
@@ -1692,3 +1716,31 @@ def test_llmcall_fields_are_all_considered() -> None:
     }
     names = {f.name for f in dataclasses.fields(LLMCall)}
     assert names == set(SEMANTIC_DEFAULTS) | timing
+
+
+# -- the fixtures are what the official SDKs accept ----------------------------------------------
+def test_fixtures_validate_against_the_installed_sdks() -> None:
+    pydantic = pytest.importorskip("pydantic")
+    chat = pytest.importorskip("openai.types.chat")
+    responses = pytest.importorskip("openai.types.responses")
+    anthropic_types = pytest.importorskip("anthropic.types")
+    chat.ChatCompletion.model_validate(CHAT_BODY)
+    for chunk in chat_stream(include_usage=True)[:-1]:
+        chat.ChatCompletionChunk.model_validate(json.loads(chunk[6:]))
+    responses.Response.model_validate(RESPONSE)
+    response_event = pydantic.TypeAdapter(responses.ResponseStreamEvent)
+    for event in responses_stream():
+        response_event.validate_python(json.loads(event.split(b"data: ")[1]))
+    anthropic_types.Message.model_validate(ANTHROPIC_BODY)
+    message_event = pydantic.TypeAdapter(anthropic_types.RawMessageStreamEvent)
+    for event in ANTHROPIC_STREAM[:2] + ANTHROPIC_STREAM[3:]:  # the SDK has no ping type
+        message_event.validate_python(json.loads(event.split(b"data: ")[1]))
+
+
+def test_our_sse_decoder_agrees_with_the_openai_sdk() -> None:
+    streaming = pytest.importorskip("openai._streaming")
+    data = b"".join(ANTHROPIC_STREAM + responses_stream()).replace(b"\n", b"\r\n")
+    for chunks in [[data], [data[i : i + 7] for i in range(0, len(data), 7)]]:
+        theirs = streaming.SSEDecoder().iter_bytes(iter(chunks))
+        ours = decode_sse(chunks)
+        assert [(e.event, e.data) for e in ours] == [(e.event, e.data) for e in theirs]

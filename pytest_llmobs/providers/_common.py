@@ -1,12 +1,11 @@
-"""What every wire format shares: forgiving JSON access, the LLMCall fields that come from
-the exchange itself, HTTP and transport errors, stream timing and truncation bookkeeping.
+"""What every wire format shares: the LLMCall fields that come from the exchange itself,
+the decoded body, HTTP and transport errors, stream timing and truncation bookkeeping.
 
 Nothing here raises on odd input: bodies come from real servers, gateways and chaos.
 """
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,9 +14,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..calls import LLMCall
 from ..intercept.exchange import Exchange, decode_content
+from ._json import JSONObject, integer, load_json, nonempty, number, obj
 from .sse import SSEEvent, decode_sse
-
-JSONObject = dict[str, Any]
 
 # Query parameters that carry credentials (Azure `api-key`, Gemini `key`, SAS `sig`):
 # the URL ends up in spans and reports, the secret must not.
@@ -25,58 +23,7 @@ _SECRET_PARAMS = frozenset({"key", "api-key", "api_key", "access_token", "token"
 _MAX_TOKEN_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
-# -- JSON that never raises ------------------------------------------------------------
-def load_json(data: bytes | str) -> Any:
-    """The parsed document, or None for empty input or anything that is not JSON."""
-    if not data:
-        return None
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
-        return None
-
-
-def obj(value: Any) -> JSONObject:
-    return value if isinstance(value, dict) else {}
-
-
-def arr(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def nonempty(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def integer(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def parses_as_json(value: str) -> bool:
-    return load_json(value) is not None or value.strip() == "null"
-
-
-def arguments_ok(arguments: str) -> bool:
-    """Tool-call arguments are valid when empty (a no-argument call) or JSON."""
-    return not arguments.strip() or parses_as_json(arguments)
-
-
+# -- output text -----------------------------------------------------------------------
 def tool_call_text(name: str, arguments: str) -> str:
     return f"{name}({arguments})"
 

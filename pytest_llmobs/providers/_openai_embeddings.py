@@ -4,16 +4,8 @@ from __future__ import annotations
 
 from ..calls import LLMCall, Usage
 from ..intercept.exchange import Exchange
-from ._common import (
-    JSONObject,
-    apply_http_error,
-    body_for_record,
-    body_json,
-    check_body,
-    integer,
-    nonempty,
-    obj,
-)
+from ._common import apply_http_error, body_for_record, body_json, check_body
+from ._json import JSONObject, integer, nonempty, obj
 
 
 def parse_embeddings(call: LLMCall, exchange: Exchange, request: JSONObject) -> None:

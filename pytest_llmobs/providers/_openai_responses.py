@@ -12,27 +12,29 @@ from dataclasses import dataclass, field
 from ..calls import LLMCall, Usage
 from ..intercept.exchange import Exchange
 from ._common import (
-    JSONObject,
     StreamRead,
     apply_http_error,
-    arguments_ok,
-    arr,
     body_for_record,
     body_json,
     check_body,
     error_info,
     events,
     finish_stream,
-    integer,
     is_event_stream,
     join_output,
-    load_json,
     mark_truncated,
+    tool_call_text,
+)
+from ._json import (
+    JSONObject,
+    arguments_ok,
+    arr,
+    integer,
+    load_json,
     nonempty,
     obj,
     parses_as_json,
     text,
-    tool_call_text,
 )
 
 _TERMINAL = ("response.completed", "response.incomplete", "response.failed")

@@ -9,9 +9,10 @@ from urllib.parse import urlsplit
 from ..calls import LLMCall
 from ..intercept.exchange import Exchange
 from . import anthropic, openai
-from ._common import JSONObject, request_json
+from ._common import request_json
+from ._json import JSONObject
 
-Parser = Callable[[Exchange, JSONObject, "str | None"], "LLMCall | None"]
+Parser = Callable[[Exchange, JSONObject, str | None], LLMCall | None]
 
 _PARSERS: dict[str, Parser] = {
     openai.OPENAI: openai.parse,
@@ -37,6 +38,8 @@ class Route:
     provider: str
 
     def __post_init__(self) -> None:
+        if not self.host or not _parsable_url("//" + self.host):
+            raise ValueError(f"invalid host {self.host!r} in LLM route; expected HOST[:PORT]")
         if self.provider not in PROVIDER_NAMES:
             raise ValueError(
                 f"unknown LLM provider {self.provider!r} for host {self.host!r}; "
@@ -49,7 +52,7 @@ class Route:
         target, sep, provider = text.strip().rpartition("=")
         target = target.strip().split("://", 1)[-1]  # tolerate a pasted URL
         host, _, path = target.partition("/")
-        if not sep or not host or any(c.isspace() for c in host) or not _valid_port(host):
+        if not sep or not host or any(c.isspace() for c in host) or not _parsable_url("//" + host):
             raise ValueError(
                 f"invalid LLM route {text!r}: expected HOST[/PATH_PREFIX]=PROVIDER, "
                 f"e.g. 'llm.corp/v1=openai'; valid providers: {', '.join(PROVIDER_NAMES)}"
@@ -59,7 +62,7 @@ class Route:
 
     def matches(self, exchange: Exchange) -> bool:
         parts = urlsplit("//" + self.host)
-        name = parts.hostname or ""
+        name = (parts.hostname or "").lower()
         if parts.port is not None and parts.port != exchange.port:
             return False
         if name.startswith("*."):
@@ -69,14 +72,15 @@ class Route:
         return host_ok and _under(exchange.path, self.path_prefix)
 
     @property
-    def specificity(self) -> tuple[bool, int, bool]:
+    def _specificity(self) -> tuple[bool, int, bool]:
         """Sort key: exact hosts, then longer prefixes, then explicit ports win."""
         return (not self.host.startswith("*."), len(self.path_prefix), ":" in self.host)
 
 
-def _valid_port(host: str) -> bool:
+def _parsable_url(url: str) -> bool:
+    # Exchange.host/.port/.path raise on a malformed URL; check once, up front.
     try:
-        urlsplit("//" + host).port  # noqa: B018 - the property validates
+        urlsplit(url).port  # noqa: B018 - the property validates
     except ValueError:
         return False
     return True
@@ -90,13 +94,13 @@ class ProviderRegistry:
     """Turns finished exchanges into LLMCalls; None for traffic that is no LLM call."""
 
     def __init__(self, routes: Sequence[Route] = ()) -> None:
-        self._routes = sorted(routes, key=lambda route: route.specificity, reverse=True)
+        self._routes = sorted(routes, key=lambda route: route._specificity, reverse=True)
 
     def route_for(self, exchange: Exchange) -> Route | None:
         return next((route for route in self._routes if route.matches(exchange)), None)
 
     def parse(self, exchange: Exchange) -> LLMCall | None:
-        if exchange.method.upper() != "POST":
+        if exchange.method.upper() != "POST" or not _parsable_url(exchange.url):
             return None
         request = request_json(exchange)
         if request is None:

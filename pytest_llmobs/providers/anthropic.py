@@ -2,8 +2,9 @@
 
 A stream is folded back into the message object a non-stream call returns (content
 blocks, stop_reason, usage), so both shapes go through the same field extraction.
-Usage is kept as Anthropic reports it: `input_tokens` excludes the cache reads and
-writes, which are counted separately.
+Usage is normalised to the GenAI convention (as for OpenAI): `input_tokens` counts every
+input token, so Anthropic's cache reads and writes are added to its own `input_tokens`;
+`cached_input_tokens` / `cache_creation_input_tokens` keep the parts for pricing.
 """
 
 from __future__ import annotations
@@ -15,28 +16,30 @@ from typing import Any
 from ..calls import LLMCall, Usage
 from ..intercept.exchange import Exchange
 from ._common import (
-    JSONObject,
     StreamRead,
     apply_http_error,
-    arguments_ok,
-    arr,
     body_for_record,
     body_json,
     check_body,
     error_info,
     events,
     finish_stream,
-    integer,
     is_event_stream,
     join_output,
-    load_json,
     mark_truncated,
     new_call,
+    tool_call_text,
+)
+from ._json import (
+    JSONObject,
+    arguments_ok,
+    arr,
+    integer,
+    load_json,
     nonempty,
     obj,
     parses_as_json,
     text,
-    tool_call_text,
 )
 
 ANTHROPIC = "anthropic"
@@ -203,10 +206,15 @@ def _json_requested(request: JSONObject) -> bool:
 
 
 def _usage(usage: JSONObject) -> Usage:
+    uncached = integer(usage.get("input_tokens"))
+    cache_read = integer(usage.get("cache_read_input_tokens"))
+    cache_write = integer(usage.get("cache_creation_input_tokens"))
     return Usage(
-        input_tokens=integer(usage.get("input_tokens")),
+        input_tokens=None
+        if uncached is None
+        else uncached + (cache_read or 0) + (cache_write or 0),
         output_tokens=integer(usage.get("output_tokens")),
-        cached_input_tokens=integer(usage.get("cache_read_input_tokens")),
-        cache_creation_input_tokens=integer(usage.get("cache_creation_input_tokens")),
+        cached_input_tokens=cache_read,
+        cache_creation_input_tokens=cache_write,
         reasoning_tokens=integer(obj(usage.get("output_tokens_details")).get("thinking_tokens")),
     )

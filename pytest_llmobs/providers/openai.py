@@ -20,7 +20,8 @@ from urllib.parse import unquote
 
 from ..calls import LLMCall
 from ..intercept.exchange import Exchange
-from ._common import JSONObject, new_call, nonempty
+from ._common import new_call
+from ._json import JSONObject, nonempty
 from ._openai_chat import parse_chat
 from ._openai_embeddings import parse_embeddings
 from ._openai_responses import parse_responses

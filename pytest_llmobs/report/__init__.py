@@ -1,0 +1,1 @@
+"""Artifacts and summaries, one module per kind; written once, on the controller."""
