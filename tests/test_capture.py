@@ -34,9 +34,12 @@ INNER_ARGS = (
 )
 
 
-def run(pytester: pytest.Pytester, body: str, *args: str, passed: int = 1) -> pytest.RunResult:
+def run(
+    pytester: pytest.Pytester, body: str, *args: str, passed: int = 1, subprocess: bool = False
+) -> pytest.RunResult:
     pytester.makepyfile(test_inner=HEADER + body)
-    result = pytester.runpytest(*INNER_ARGS, *args)
+    runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest
+    result = runner(*INNER_ARGS, *args)
     result.assert_outcomes(passed=passed)
     return result
 
@@ -325,3 +328,99 @@ def test_next(llmobs):
 """,
         passed=2,
     )
+
+
+def test_responses_azure_embeddings_through_sdks(
+    pytester: pytest.Pytester, provider: ProviderServer
+) -> None:
+    provider.configure(reply="r1 r2 r3")
+    run(
+        pytester,
+        """
+def test_responses(llmobs):
+    client = oai()
+    client.responses.create(model="gpt-4.1", input="say hello to the test")
+    for _ in client.responses.create(model="gpt-4.1", input="hi", stream=True):
+        pass
+    client.responses.create(model="gpt-4.1", input="hi", max_output_tokens=2)
+    plain, streamed, cut = llmobs.calls
+    assert plain.usage.input_tokens == 5 and plain.usage.output_tokens == 3
+    assert plain.finish_reasons == ("completed",) and not plain.truncated
+    assert streamed.stream and streamed.usage.output_tokens == 3
+    assert streamed.output_text == "r1 r2 r3"
+    assert cut.truncated and cut.truncation_reason == "max_output_tokens"
+
+def test_azure(llmobs):
+    client = openai.AzureOpenAI(azure_endpoint=URL, api_version="2024-10-21", max_retries=0,
+                               api_key="azure-key-0000")
+    client.chat.completions.create(model="prod-gpt4o", messages=MESSAGES)
+    [call] = llmobs.calls
+    assert call.provider == "azure.ai.openai" and call.request_model == "prod-gpt4o"
+    assert "api-key" not in call.url
+    [span] = llmobs.find_spans("chat prod-gpt4o")
+    assert span.attributes["gen_ai.provider.name"] == "azure.ai.openai"
+
+def test_embeddings(llmobs):
+    out = oai().embeddings.create(model="text-embedding-3-small", input=["a b", "c"])
+    assert len(out.data) == 2
+    [call] = llmobs.calls
+    assert call.operation == "embeddings" and call.usage.input_tokens == 3
+    assert llmobs.find_spans("embeddings text-embedding-3-small")
+""",
+        passed=3,
+    )
+
+
+def test_app_tracer_provider_is_extended_not_replaced(
+    pytester: pytest.Pytester, provider: ProviderServer
+) -> None:
+    pytester.makeconftest(
+        """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+APP_EXPORTER = InMemorySpanExporter()
+_provider = TracerProvider()
+_provider.add_span_processor(SimpleSpanProcessor(APP_EXPORTER))
+trace.set_tracer_provider(_provider)
+"""
+    )
+    run(
+        pytester,
+        """
+from conftest import APP_EXPORTER
+
+def test_both_see_spans(llmobs):
+    with trace.get_tracer("app").start_as_current_span("app.work"):
+        oai().chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    names = {s.name for s in APP_EXPORTER.get_finished_spans()}
+    assert {"app.work", "chat gpt-4o"} <= names  # the app's own exporter still works
+    assert {s.name for s in llmobs.spans} == {"app.work", "chat gpt-4o"}
+""",
+        subprocess=True,  # the global TracerProvider can be set once per process
+    )
+
+
+def test_under_xdist_each_worker_captures_its_tests(
+    pytester: pytest.Pytester, provider: ProviderServer
+) -> None:
+    provider.configure(reply="one two")
+    result = run(
+        pytester,
+        """
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_n_calls(llmobs, n):
+    for _ in range(n):
+        oai().chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert len(llmobs.calls) == n
+    assert llmobs.usage.output_tokens == 2 * n
+""",
+        "-n",
+        "2",
+        passed=4,
+        subprocess=True,
+    )
+    # the controller's summary adds up what the workers sent on their reports
+    result.stdout.fnmatch_lines(["llmobs: 10 LLM calls in 4 tests, 50 input + 20 output tokens"])
