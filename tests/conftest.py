@@ -6,7 +6,11 @@ from collections.abc import Iterator
 
 # pytester's in-process runs drop modules imported during a run; importing the SDKs here
 # keeps them loaded once for the whole session (saves ~2 s per inner run).
+# httpx/httpx2 import their httpcore lazily and cache its exception classes: a copy
+# imported inside an inner run would leave that cache pointing at dropped classes.
 import anthropic  # noqa: F401
+import httpcore  # noqa: F401
+import httpcore2  # noqa: F401
 import httpx  # noqa: F401
 import openai  # noqa: F401
 import pytest
