@@ -6,8 +6,9 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -48,6 +49,8 @@ class Exchange:
     recorded_chunk_offsets: list[float] | None = None
     annotations: dict[str, Any] = field(default_factory=dict)
     _finished: bool = False
+    _response_header_map: dict[str, str] | None = field(default=None, repr=False)
+    _indexed_headers: list[tuple[str, str]] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- filled by the transports -------------------------------------------------
@@ -76,25 +79,43 @@ class Exchange:
 
     # -- read by providers and cassettes -------------------------------------------
     def request_header(self, name: str) -> str | None:
-        return _header(self.request_headers, name)
+        return self._request_header_map.get(name.lower())
 
     def response_header(self, name: str) -> str | None:
-        return _header(self.response_headers, name)
+        # Headers arrive after the exchange is created: index them once they are complete.
+        if self._response_header_map is None or self._indexed_headers is not self.response_headers:
+            self._indexed_headers = self.response_headers
+            self._response_header_map = {}
+            for key, value in self.response_headers:
+                self._response_header_map.setdefault(key.lower(), value)
+        return self._response_header_map.get(name.lower())
+
+    @cached_property
+    def _request_header_map(self) -> dict[str, str]:
+        # First value wins, as with a linear scan; parsing asks for several headers.
+        headers: dict[str, str] = {}
+        for key, value in self.request_headers:
+            headers.setdefault(key.lower(), value)
+        return headers
+
+    @cached_property
+    def _url_parts(self) -> SplitResult:
+        return urlsplit(self.url)
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
+        return self._url_parts.hostname or ""
 
     @property
     def port(self) -> int | None:
-        parts = urlsplit(self.url)
+        parts = self._url_parts
         if parts.port:
             return parts.port
         return {"https": 443, "http": 80}.get(parts.scheme)
 
     @property
     def path(self) -> str:
-        return urlsplit(self.url).path
+        return self._url_parts.path
 
     @property
     def raw_body(self) -> bytes:
@@ -115,14 +136,6 @@ class Exchange:
     @property
     def time_to_first_chunk_s(self) -> float | None:
         return self.chunk_offsets[0] if self.chunk_offsets else None
-
-
-def _header(headers: list[tuple[str, str]], name: str) -> str | None:
-    name = name.lower()
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
 
 
 def decode_content(raw: bytes, encoding: str | None) -> bytes:
