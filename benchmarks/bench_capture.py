@@ -51,6 +51,7 @@ def test_calls():
 def run_once(workdir: Path, plugin: bool, calls: int, url: str) -> dict[str, float]:
     out = workdir / "out.json"
     env = {**os.environ, "LLM_URL": url, "BENCH_CALLS": str(calls), "BENCH_OUT": str(out)}
+    env["LLMOBS_RECORD_MODE"] = "off"  # live calls: capture overhead, not replay
     args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(workdir)]
     if not plugin:
         args[3:3] = ["-p", "no:llmobs"]

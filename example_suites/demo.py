@@ -1,7 +1,9 @@
-"""`make demo`: run the example suites with the plugin and say where the output went.
+"""`make demo`: replay the example suites from their committed cassettes with the plugin,
+print the summary, and say where the artifacts went.
 
-A local provider server (pytest_llmobs.testing.provider_server) stands in for the real
-APIs, so the demo runs offline on any machine.
+The cassettes were recorded against the local provider server
+(pytest_llmobs.testing.provider_server) standing in for the real APIs:
+`python example_suites/demo.py --record` records them again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ SUITES = ["quickstart"]
 
 
 def main() -> int:
+    record = "--record" in sys.argv[1:]
+    mode = "rewrite" if record else "none"
+    artifacts = HERE.parent / "llmobs-artifacts"
     failures = 0
     with ProviderServer() as server:
         server.configure(reply="pytest-llmobs records, replays and checks LLM calls", ttft_s=0.05)
@@ -25,12 +30,18 @@ def main() -> int:
         for suite in SUITES:
             print(f"\n=== example suite: {suite} ===", flush=True)
             result = subprocess.run(
-                [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", str(HERE / suite)],
+                [
+                    *(sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider"),
+                    f"--llm-record-mode={mode}",
+                    f"--llm-artifacts={artifacts / suite}",
+                    str(HERE / suite),
+                ],
                 env=env,
                 cwd=HERE / suite,
             )
             failures += result.returncode != 0
-    print("\nDemo done." if not failures else f"\nDemo: {failures} suite(s) failed.")
+    print(f"\nArtifacts (JUnit, traces, prompt log, summary): {artifacts}/<suite>/")
+    print("Demo done." if not failures else f"Demo: {failures} suite(s) failed.")
     return 1 if failures else 0
 
 

@@ -12,8 +12,10 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import format_span_id, format_trace_id
 
 from .calls import LLMCall
+from .context import stamp_context
 from .intercept.exchange import Exchange
 from .intercept.interceptor import Interceptor
 from .providers import ProviderRegistry, Route
@@ -67,12 +69,17 @@ class Capture:
         call = self.registry.parse(exchange)
         if call is None:
             return
+        stamp_context(call, exchange.parent_context)
         with self._lock:
             target = self._active
             if target is not None:
                 call = _count_attempt(target, call, exchange)
                 target.calls.append(call)
-        self.tracing.emit(call, exchange.parent_context, exchange.request_header("traceparent"))
+        span = self.tracing.emit(
+            call, exchange.parent_context, exchange.request_header("traceparent")
+        )
+        call.attributes.setdefault("llmobs.trace_id", format_trace_id(span.trace_id))
+        call.attributes.setdefault("llmobs.span_id", format_span_id(span.span_id))
 
     def _on_span(self, span: ReadableSpan) -> None:
         if self.interceptor.suspended:  # a nested session is running; its spans are its own
@@ -87,6 +94,10 @@ def _count_attempt(target: TestCapture, call: LLMCall, exchange: Exchange) -> LL
     key = (exchange.url, exchange.request_body)
     seen = target.attempts[key]
     target.attempts[key] += 1
-    if exchange.request_header("x-stainless-retry-count") is None and seen:
+    if seen and not any(exchange.request_header(name) for name in _ATTEMPT_HEADERS):
         return replace(call, attempt=seen)
     return call
+
+
+# SDKs that number their own attempts: openai/anthropic (stainless), botocore.
+_ATTEMPT_HEADERS = ("x-stainless-retry-count", "amz-sdk-request")

@@ -9,7 +9,12 @@ import sys
 from collections.abc import Sequence
 
 # module path → each exposes `register_cli(subparsers)`; parsers set `func(args) -> int`.
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "pytest_llmobs.chaos.proxy",
+    "pytest_llmobs.scan",
+    "pytest_llmobs.cassettes.cli",
+    "pytest_llmobs.report.merge",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

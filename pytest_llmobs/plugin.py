@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
+from . import budgets
 from . import settings as settings_mod
 from .capture import Capture, TestCapture
+from .cassettes import hooks as cassettes
+from .chaos import hooks as chaos
 from .fixture import LLMObs
 from .providers import Route
+from .report.hooks import ArtifactHooks
 from .report.terminal import write_summary
-from .summary import REPORT_ATTR, RunSummary, payload
+from .snapshots import SnapshotTarget
+from .summary import REPORT_ATTR, RunSummary
 
 SETTINGS = pytest.StashKey[settings_mod.Settings]()
 CAPTURE = pytest.StashKey[Capture]()
 TEST_CAPTURE = pytest.StashKey[TestCapture]()
 RUN_SUMMARY = pytest.StashKey[RunSummary]()
+BUDGETS = pytest.StashKey[budgets.BudgetConfig]()
+SESSION_RESULT = pytest.StashKey[str]()
+TEST_CHECKS = pytest.StashKey[budgets.TestChecks]()
+MARKER_ERROR = pytest.StashKey[str]()
+ARTIFACTS = pytest.StashKey[ArtifactHooks]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -27,12 +38,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     settings = settings_mod.Settings.from_config(config)
     routes = settings_mod.validated(settings.llm_hosts, Route.parse, "llm_hosts")
+    for line in budgets.MARKERS:
+        config.addinivalue_line("markers", line)
+    config.stash[BUDGETS] = _budget_config(config, settings)
     capture = Capture(routes, capture_content=settings.llm_capture_content)
     capture.install()
     config.stash[SETTINGS] = settings
     config.stash[CAPTURE] = capture
+    price = config.stash[BUDGETS].pricing.cost_usd
+    chaos.install(config, capture, settings.llm_chaos, settings.llm_chaos_seed, price)
+    cassettes.install(config, capture, settings)  # after chaos: injected faults never recorded
     config.stash[RUN_SUMMARY] = RunSummary()
     config.pluginmanager.register(_ReportHooks(config.stash[RUN_SUMMARY]), "llmobs-report")
+    artifacts = ArtifactHooks(
+        config, capture, settings, config.stash[BUDGETS], config.stash[RUN_SUMMARY]
+    )
+    artifacts.session_result = lambda: config.stash.get(SESSION_RESULT, None)
+    config.stash[ARTIFACTS] = artifacts
+    config.pluginmanager.register(artifacts, "llmobs-artifacts")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -44,6 +67,25 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return ["llmobs: " + ", ".join(config.stash[SETTINGS].header_items())]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Resolve each test's llm_budget / llm_allow_truncation markers now: bad ones are a
+    usage error before anything runs."""
+    errors = {}
+    for item in items:
+        try:
+            item.stash[TEST_CHECKS] = budgets.resolve(_llm_markers(item), item.nodeid)
+        except budgets.BudgetError as exc:
+            errors[item] = item.stash[MARKER_ERROR] = str(exc)
+    if errors and not hasattr(config, "workerinput"):  # xdist workers: fail the test instead
+        raise pytest.UsageError("\n".join(dict.fromkeys(errors.values())))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if MARKER_ERROR in item.stash:
+        pytest.fail(f"usage error: {item.stash[MARKER_ERROR]}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -61,10 +103,15 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if call.when == "call" and TEST_CAPTURE in item.stash:
+        _check_budget(item, report)
     if call.when == "teardown" and TEST_CAPTURE in item.stash:
         # Teardown is the last phase: everything the test and its fixtures did is in.
         item.config.stash[CAPTURE].interceptor.flush()
-        setattr(report, REPORT_ATTR, payload(item.stash[TEST_CAPTURE]))
+        data = item.config.stash[ARTIFACTS].payload_for(
+            item, item.stash[TEST_CAPTURE], item.stash.get(TEST_CHECKS, None)
+        )
+        setattr(report, REPORT_ATTR, data)
     return report
 
 
@@ -76,21 +123,108 @@ class _ReportHooks:
         self.summary = summary
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.summary.add(report.nodeid, report.outcome, getattr(report, REPORT_ATTR, None))
+        data = getattr(report, REPORT_ATTR, None)
+        self.summary.add(report.nodeid, report.outcome, data, report.location, report.duration)
 
     def pytest_terminal_summary(
         self, terminalreporter: pytest.TerminalReporter, config: pytest.Config
     ) -> None:
         write_summary(terminalreporter, self.summary, config.get_verbosity())
+        budget_config = config.stash[BUDGETS]
+        tests = {row.nodeid: row.calls for row in self.summary.rows.values()}
+        if cost := budget_config.cost_line(tests):
+            terminalreporter.write_line(cost)
+        if session := config.stash.get(SESSION_RESULT, None):
+            terminalreporter.write_sep("=", "llm session budget", red=budget_config.mode == "fail")
+            terminalreporter.write_line(session)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        config = session.config
+        if hasattr(config, "workerinput"):  # xdist worker: the controller checks the run
+            return
+        tests = {row.nodeid: row.calls for row in self.summary.rows.values()}
+        result = config.stash[BUDGETS].check_session(tests)
+        if result is not None:
+            config.stash[SESSION_RESULT] = result
+            if config.stash[BUDGETS].mode == "fail" and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture
 def llmobs(request: pytest.FixtureRequest) -> LLMObs:
     """The current test's LLM calls, spans, summed usage and span queries."""
-    return LLMObs(request.node.stash[TEST_CAPTURE])
+    snapshots = SnapshotTarget.for_test(
+        request.node.path, request.node.nodeid, request.config.stash[SETTINGS].llm_snapshot_update
+    )
+    return LLMObs(
+        request.node.stash[TEST_CAPTURE],
+        snapshots=snapshots,
+        checks=request.node.stash.get(TEST_CHECKS, None),
+        pricing=request.config.stash[BUDGETS].pricing,
+        chaos=chaos.control(request.node, request.node.stash[TEST_CAPTURE]),
+    )
 
 
 @pytest.fixture
 def llm_spans(llmobs: LLMObs) -> list[ReadableSpan]:
     """Every span the test has finished so far (a snapshot list)."""
     return llmobs.spans
+
+
+# -- cassettes (cassettes/) ----------------------------------------------------------------
+@pytest.fixture
+def llm_cassette_path(request: pytest.FixtureRequest) -> Path:
+    """This test's cassette file; override this fixture to put it somewhere else."""
+    return request.config.stash[cassettes.HOOKS].default_path(request.node)
+
+
+@pytest.fixture(autouse=True)
+def _llmobs_cassette(request: pytest.FixtureRequest, llm_cassette_path: Path) -> None:
+    request.config.stash[cassettes.HOOKS].use_path(request.node, llm_cassette_path)
+
+
+@pytest.fixture
+def llm_cassette(request: pytest.FixtureRequest, _llmobs_cassette: None) -> cassettes.Context:
+    """The cassette this test uses: `.path`, `.mode`, `.cassette` (vcrpy's, once opened)."""
+    context: cassettes.Context = request.node.stash[cassettes.CONTEXT]
+    return context
+
+
+# -- budgets & truncation (budgets.py) -----------------------------------------------------
+def _budget_config(config: pytest.Config, settings: settings_mod.Settings) -> budgets.BudgetConfig:
+    prices = config.rootpath / settings.llm_prices if settings.llm_prices else None
+    try:
+        return budgets.BudgetConfig.from_settings(
+            settings.llm_budget_mode, settings.llm_session_budget, prices
+        )
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _llm_markers(item: pytest.Item) -> list[budgets.MarkerArgs]:
+    """This test's llm_* markers, nearest first, each with the scope it was set on."""
+    return [
+        budgets.MarkerArgs(mark.name, _scope(node), mark.args, mark.kwargs)
+        for node, mark in item.iter_markers_with_node()
+        if mark.name in ("llm_budget", "llm_allow_truncation")
+    ]
+
+
+def _scope(node: object) -> str:
+    kinds = ((pytest.Item, "test"), (pytest.Class, "class"), (pytest.Module, "module"))
+    return next((name for kind, name in kinds if isinstance(node, kind)), "package")
+
+
+def _check_budget(item: pytest.Item, report: pytest.TestReport) -> None:
+    """After the call phase: fail a passed test (or warn, or note on a failed one)."""
+    config = item.config.stash[BUDGETS]
+    checks = item.stash.get(TEST_CHECKS, budgets.TestChecks())
+    text = config.check_test(item.nodeid, item.stash[TEST_CAPTURE].calls, checks)
+    if text is None:
+        return
+    if config.mode == "warn":
+        item.warn(budgets.LLMBudgetWarning(text))
+    elif report.passed and not hasattr(report, "wasxfail"):
+        report.outcome, report.longrepr = "failed", text
+    else:
+        report.sections.append(("llmobs checks", text))

@@ -45,6 +45,141 @@ OPTIONS: tuple[Option, ...] = (
         kind="bool",
         env="LLMOBS_CAPTURE_CONTENT",
     ),
+    Option(
+        "llm_snapshot_update",
+        "write missing trace snapshots (llmobs.assert_trace_snapshot) and rewrite those "
+        "that differ, instead of failing",
+        default=False,
+        kind="bool",
+    ),
+    Option(
+        "llm_chaos",
+        "inject chaos into every test: a fault name (e.g. rate_limit) or a YAML scenario file "
+        "(relative to the invocation directory)",
+        default="",
+        env="LLMOBS_CHAOS",
+    ),
+    Option(
+        "llm_chaos_seed",
+        "seed for chaos decisions (probabilities, jitter); the same seed gives the same "
+        "faults. Default: the scenario's seed, else random (shown in the header)",
+        default=None,
+        kind="int",
+        env="LLMOBS_CHAOS_SEED",
+    ),
+    Option(
+        "llm_budget_mode",
+        "what a violated llm_budget, a truncated answer or the session budget does: fail "
+        "the test / run, warn (LLMBudgetWarning and a terminal note), or off (not checked)",
+        default="fail",
+        choices=("fail", "warn", "off"),
+        env="LLMOBS_BUDGET_MODE",
+    ),
+    Option(
+        "llm_session_budget",
+        "limits for the whole run, e.g. 'max_cost_usd=2.50 max_total_tokens=200000' "
+        "(llm_budget keys except allow_truncation); exceeding one fails the run at the end",
+        default="",
+    ),
+    Option(
+        "llm_prices",
+        "TOML file of your own model prices (USD per 1M tokens), tried before genai-prices; "
+        "relative to the rootdir",
+        default="",
+    ),
+    # -- cassettes (pytest_llmobs/cassettes) ----------------------------------------------
+    Option(
+        "llm_record_mode",
+        "cassette record mode: none = strict offline replay, a request not in the cassette "
+        "fails the test; once = record a test whose cassette does not exist yet; "
+        "new_episodes = replay what matches, record the rest; all = record everything again "
+        "(keeping unmatched old interactions); rewrite = discard the cassette and record it "
+        "anew; off = no cassettes, every request goes to the network",
+        default="none",
+        choices=("none", "once", "new_episodes", "all", "rewrite", "off"),
+        env="LLMOBS_RECORD_MODE",
+    ),
+    Option(
+        "llm_replay_timing",
+        "replay pace: instant (default; calls still carry the recorded latency and TTFT as "
+        "llmobs.recorded.*), realtime (the recorded chunk offsets), or a factor that scales "
+        "them (0.5 = twice as fast)",
+        default="instant",
+        env="LLMOBS_REPLAY_TIMING",
+    ),
+    Option(
+        "llm_cassette_dir",
+        "directory for cassettes, relative to the rootdir (default: a cassettes/ directory "
+        "next to each test module)",
+        default="",
+    ),
+    Option(
+        "llm_allow_hosts",
+        "hosts (HOST, HOST:PORT, *.domain, *) whose non-LLM traffic goes to the network "
+        "without cassettes; 'none' for no host. LLM calls always use cassettes",
+        default=("localhost", "127.0.0.1", "::1"),
+        kind="linelist",
+    ),
+    Option(
+        "llm_match_ignore",
+        "request body paths ignored when matching, added to user, metadata, "
+        "safety_identifier, idempotency_key (dotted, * for any key or index: "
+        "messages.*.name)",
+        default=(),
+        kind="linelist",
+    ),
+    Option(
+        "llm_match_ignore_query",
+        "URL query parameters ignored when matching (credentials and signatures already are)",
+        default=(),
+        kind="linelist",
+    ),
+    Option(
+        "llm_mask_pii",
+        "mask emails, phone numbers, card numbers and IBANs in cassettes with stable "
+        "placeholders (<EMAIL_1a2b3c4d>); secrets are always redacted",
+        default=False,
+        kind="bool",
+        env="LLMOBS_MASK_PII",
+    ),
+    Option(
+        "llm_pii_patterns",
+        "your own PII to mask, NAME=REGEX (repeatable), e.g. employee_id=EMP-[0-9]{6}",
+        default=(),
+        kind="linelist",
+    ),
+    Option(
+        "llm_redact_keys",
+        "extra header, query and JSON key names whose values are secrets (repeatable)",
+        default=(),
+        kind="linelist",
+    ),
+    # -- artifacts (pytest_llmobs/report) ------------------------------------------------
+    Option(
+        "llm_artifacts",
+        "directory for CI artifacts (llmobs-junit.xml, traces.jsonl, traces.perfetto.json, "
+        "prompts.jsonl, summary.json), relative to the invocation directory; written only "
+        "when the run made LLM calls or an artifact option was given",
+        default="llmobs-artifacts",
+        env="LLMOBS_ARTIFACTS",
+    ),
+    Option(
+        "llm_log_sample_rate",
+        "share of LLM calls kept in prompts.jsonl, 0..1 (decided per call, the same in every "
+        "run); calls from failed tests and calls that violate a check are always kept",
+        default=1.0,
+        kind="float",
+        env="LLMOBS_LOG_SAMPLE_RATE",
+    ),
+    Option(
+        "llm_log_content",
+        "message and response content in artifacts (prompts.jsonl, span attributes): none, "
+        "redacted (secrets removed; PII masked with --llm-mask-pii) or full (PII kept, "
+        "secrets still removed)",
+        default="redacted",
+        choices=("none", "redacted", "full"),
+        env="LLMOBS_LOG_CONTENT",
+    ),
 )
 
 
@@ -52,6 +187,24 @@ OPTIONS: tuple[Option, ...] = (
 class Settings:
     llm_hosts: tuple[str, ...] = ()
     llm_capture_content: bool = False
+    llm_snapshot_update: bool = False
+    llm_chaos: str = ""
+    llm_chaos_seed: int | None = None
+    llm_budget_mode: str = "fail"
+    llm_session_budget: str = ""
+    llm_prices: str = ""
+    llm_record_mode: str = "none"
+    llm_replay_timing: str = "instant"
+    llm_cassette_dir: str = ""
+    llm_allow_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    llm_match_ignore: tuple[str, ...] = ()
+    llm_match_ignore_query: tuple[str, ...] = ()
+    llm_mask_pii: bool = False
+    llm_pii_patterns: tuple[str, ...] = ()
+    llm_redact_keys: tuple[str, ...] = ()
+    llm_artifacts: str = "llmobs-artifacts"
+    llm_log_sample_rate: float = 1.0
+    llm_log_content: str = "redacted"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod

@@ -1,15 +1,33 @@
 """Per-test results as plain data, so they travel on test reports (pytest-xdist
-serializes report attributes) and are aggregated once, on the controller."""
+serializes report attributes) and are aggregated once, on the controller.
+
+A test's payload is built where the test ran: call records (figures, and content per the
+content mode, already redacted), the budget / truncation violations, the cassette, and its
+spans as OTLP-JSON-ready dicts. Whoever writes artifacts consumes the heavy parts (spans,
+content) as each report arrives and keeps only the figures (`RunSummary`), so memory stays
+flat however long the run.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .budgets import TestChecks, Violation, check_test, percentile
 from .calls import LLMCall
 from .capture import TestCapture
+from .pricing import Pricing
+from .redaction import Redactor
 
 REPORT_ATTR = "llmobs"  # attribute name on the teardown TestReport
+CONTENT_MODES = ("none", "redacted", "full")
+# Request body keys that hold content rather than parameters.
+_CONTENT_KEYS = frozenset(
+    {"messages", "input", "system", "contents", "prompt", "instructions", "systemInstruction"}
+)
+_CONTEXT_PREFIXES = ("gen_ai.conversation.", "user.action.", "llmobs.context.")
 
 
 def call_record(call: LLMCall) -> dict[str, Any]:
@@ -33,11 +51,155 @@ def call_record(call: LLMCall) -> dict[str, Any]:
     }
 
 
-def payload(capture: TestCapture) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PayloadOptions:
+    """How a test's payload is built: content mode, redaction, prices, whether checks run."""
+
+    content: str = "redacted"  # none | redacted | full
+    redactor: Redactor = field(default_factory=Redactor)
+    pricing: Pricing | None = None
+    checks: bool = True
+
+
+def payload(
+    capture: TestCapture,
+    options: PayloadOptions | None = None,
+    *,
+    checks: TestChecks | None = None,
+    cassette: str | None = None,
+) -> dict[str, Any]:
+    """The teardown report's `llmobs` attribute: JSON-safe, redacted."""
+    options = options or PayloadOptions()
+    redactor = options.redactor
+    calls = list(capture.calls)
+    found: list[Violation] = []
+    if options.checks and calls:
+        found = check_test(calls, checks or TestChecks(), options.pricing)
+    index = {id(c): i for i, c in enumerate(calls)}
+    violating = {index[id(c)] for v in found for c in v.calls if id(c) in index}
+    records = []
+    for i, call in enumerate(calls):
+        record = call_record(call)
+        record["attributes"] = redactor.json(record["attributes"])
+        cost = (options.pricing or _PRICING).cost_usd(call)
+        record.update(
+            index=i,
+            started_at=call.started_at,
+            cost_usd=cost,
+            url=redactor.url(call.url),
+            request_id=call.request_id,
+            response_id=call.response_id,
+            max_tokens=call.max_tokens,
+            temperature=call.temperature,
+            error=redactor.text(call.error) if call.error else None,
+            context={
+                k: v for k, v in record["attributes"].items() if k.startswith(_CONTEXT_PREFIXES)
+            },
+            violating=i in violating,
+        )
+        if options.content != "none":
+            record["content"] = _content(call, redactor)
+        records.append(record)
     return {
         "nodeid": capture.nodeid,
-        "calls": [call_record(c) for c in capture.calls],
+        "calls": records,
         "span_count": len(capture.spans),
+        "violations": [_violation(v, index, redactor) for v in found],
+        "cassette": cassette,
+    }
+
+
+def _content(call: LLMCall, redactor: Redactor) -> dict[str, Any]:
+    body = call.request_body if isinstance(call.request_body, dict) else {}
+    params = {k: v for k, v in body.items() if k not in _CONTENT_KEYS and _jsonable(v)}
+    messages = {k: v for k, v in body.items() if k in _CONTENT_KEYS}
+    return {
+        "params": redactor.json(params),
+        "messages": redactor.json(messages),
+        "response": redactor.text(call.output_text) if call.output_text is not None else None,
+    }
+
+
+def _violation(v: Violation, index: Mapping[int, int], redactor: Redactor) -> dict[str, Any]:
+    return {
+        "kind": "truncation" if v.key == "truncation" else "budget",
+        "key": v.key,
+        "message": redactor.text(v.summary),
+        "detail": redactor.text(v.detail),
+        "origin": v.origin,
+        "calls": [index[id(c)] for c in v.calls if id(c) in index],
+    }
+
+
+# -- the figures every artifact shows -------------------------------------------------------
+def findings(test: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A test's violations: budget and truncation checks, then failing chaos findings."""
+    out = list(test.get("violations") or [])
+    chaos = test.get("chaos") or {}
+    for f in chaos.get("findings") or []:
+        if f.get("severity") == "error":
+            out.append(
+                {
+                    "kind": "resilience",
+                    "key": f.get("code", "?"),
+                    "message": f"{f.get('code', '?')}: {f.get('message', '')}",
+                    "detail": f.get("message", ""),
+                    "origin": "chaos",
+                    "calls": list(f.get("calls") or []),
+                }
+            )
+    return out
+
+
+def figures(test: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-test numbers (JUnit properties, terminal, GitHub): scalars, None if unknown."""
+    calls: Sequence[Mapping[str, Any]] = test.get("calls") or []
+    costs = [c.get("cost_usd") for c in calls]
+    latencies = [c["duration_s"] for c in calls if c.get("duration_s") is not None]
+    ttfts = [
+        c["time_to_first_chunk_s"]
+        for c in calls
+        if c.get("stream") and c.get("time_to_first_chunk_s") is not None
+    ]
+    chaos = test.get("chaos") or {}
+    return {
+        "calls": len(calls),
+        "input_tokens": sum(c["usage"].get("input_tokens") or 0 for c in calls),
+        "output_tokens": sum(c["usage"].get("output_tokens") or 0 for c in calls),
+        "cost_usd": _round(sum(c for c in costs if c is not None))
+        if any(c is not None for c in costs)
+        else None,
+        "p95_latency_s": _round(percentile(latencies, 95)),
+        "ttft_p50_s": _round(percentile(ttfts, 50)),
+        "truncations": sum(1 for c in calls if c.get("truncated")),
+        "violations": len(findings(test)),
+        "chaos_faults": len(chaos.get("faults") or []),
+        "chaos_verdict": chaos.get("status"),
+        "cassette": test.get("cassette"),
+    }
+
+
+def totals(tests: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Run-wide sums over `figures` of every test."""
+    tests = list(tests)
+    each = [figures(t) for t in tests]
+    costs = [f["cost_usd"] for f in each if f["cost_usd"] is not None]
+    latencies = [
+        c["duration_s"] for t in tests for c in t.get("calls") or [] if c.get("duration_s")
+    ]
+    return {
+        "tests": len(tests),
+        "tests_with_calls": sum(1 for f in each if f["calls"]),
+        "calls": sum(f["calls"] for f in each),
+        "input_tokens": sum(f["input_tokens"] for f in each),
+        "output_tokens": sum(f["output_tokens"] for f in each),
+        "cost_usd": _round(sum(costs)) if costs else None,
+        "p95_latency_s": _round(percentile(latencies, 95)),
+        "violations": sum(f["violations"] for f in each),
+        "tests_with_violations": sum(1 for f in each if f["violations"]),
+        "truncations": sum(f["truncations"] for f in each),
+        "chaos_faults": sum(f["chaos_faults"] for f in each),
+        "failed": sum(1 for t in tests if t.get("outcome") == "failed"),
     }
 
 
@@ -46,6 +208,12 @@ class TestRow:
     nodeid: str
     outcome: str
     calls: list[dict[str, Any]]
+    location: tuple[str, int | None] | None = None
+    duration_s: float = 0.0
+    violations: list[dict[str, Any]] = field(default_factory=list)
+    chaos: dict[str, Any] | None = None
+    cassette: str | None = None
+    span_count: int = 0
 
     @property
     def input_tokens(self) -> int:
@@ -55,6 +223,20 @@ class TestRow:
     def output_tokens(self) -> int:
         return sum(c["usage"]["output_tokens"] or 0 for c in self.calls)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The test as it goes into summary.json (and what every report module reads)."""
+        return {
+            "nodeid": self.nodeid,
+            "outcome": self.outcome,
+            "location": list(self.location) if self.location else None,
+            "duration_s": round(self.duration_s, 6),
+            "calls": self.calls,
+            "violations": self.violations,
+            "chaos": self.chaos,
+            "cassette": self.cassette,
+            "span_count": self.span_count,
+        }
+
 
 @dataclass
 class RunSummary:
@@ -62,17 +244,48 @@ class RunSummary:
 
     rows: dict[str, TestRow] = field(default_factory=dict)
 
-    def add(self, nodeid: str, outcome: str, data: dict[str, Any] | None) -> None:
+    def add(
+        self,
+        nodeid: str,
+        outcome: str,
+        data: dict[str, Any] | None,
+        location: tuple[str, int | None, str] | None = None,
+        duration: float = 0.0,
+    ) -> None:
         row = self.rows.setdefault(nodeid, TestRow(nodeid, outcome, []))
         if outcome != "passed" or row.outcome == "passed":
             row.outcome = outcome if row.outcome == "passed" else row.outcome
+        row.duration_s += duration or 0.0
+        if location is not None and row.location is None:
+            row.location = (str(location[0]), location[1])
         if data is not None:
-            row.calls = list(data["calls"])
+            # figures only: content and spans were written out already (or never asked for)
+            row.calls = [{k: v for k, v in c.items() if k != "content"} for c in data["calls"]]
+            row.violations = list(data.get("violations") or [])
+            row.chaos = data.get("chaos")
+            row.cassette = data.get("cassette")
+            row.span_count = int(data.get("span_count") or 0)
 
     @property
     def calls(self) -> list[dict[str, Any]]:
         return [c for row in self.rows.values() for c in row.calls]
 
+    def tests(self) -> dict[str, dict[str, Any]]:
+        return {nodeid: row.to_dict() for nodeid, row in self.rows.items()}
+
+
+_PRICING = Pricing()
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 9)
+
 
 def _plain(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
+
+
+def _jsonable(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, str | int | bool | list | dict)

@@ -15,10 +15,11 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .calls import LLMCall
+from .context import baggage_attributes
 
 SCOPE = "pytest_llmobs"
 
@@ -33,7 +34,12 @@ class _Router(SpanProcessor):
         self.sink: Callable[[ReadableSpan], None] | None = sink
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        pass
+        # Baggage (llmobs.context / user_action / the app's own) → attributes the span lacks.
+        if self.sink is not None:
+            own = span.attributes or {}
+            for key, value in baggage_attributes(parent_context).items():
+                if key not in own:
+                    span.set_attribute(key, value)
 
     def on_end(self, span: ReadableSpan) -> None:
         if self.sink is not None:
@@ -65,7 +71,9 @@ class Tracing:
     def shutdown(self) -> None:
         self._router.shutdown()
 
-    def emit(self, call: LLMCall, parent: Context | None, traceparent: str | None = None) -> None:
+    def emit(
+        self, call: LLMCall, parent: Context | None, traceparent: str | None = None
+    ) -> SpanContext:
         """Write the span for a finished call, back-dated to when the request started."""
         if traceparent:  # e.g. anthropic's own call span, injected into the request headers
             carried = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
@@ -83,6 +91,7 @@ class Tracing:
         if call.error_type:
             span.set_status(Status(StatusCode.ERROR, call.error or call.error_type))
         span.end(end_time=end_ns)
+        return span.get_span_context()
 
 
 def span_name(call: LLMCall) -> str:

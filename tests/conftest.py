@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 # pytester's in-process runs drop modules imported during a run; importing the SDKs here
@@ -17,6 +18,17 @@ import pytest
 import requests  # noqa: F401
 
 from pytest_llmobs.testing import ProviderServer
+
+# This suite talks to its local provider server live. Cassette tests choose their record
+# mode explicitly (a flag or an ini value beats the environment); pytester runs inherit it.
+os.environ.setdefault("LLMOBS_RECORD_MODE", "off")
+
+
+@pytest.fixture(autouse=True)
+def _no_github_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner runs must not append to this job's real GitHub summary or print annotations."""
+    for name in ("GITHUB_STEP_SUMMARY", "GITHUB_ACTIONS", "GITHUB_WORKSPACE"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -1552,7 +1552,15 @@ def test_route_with_a_port_matches_only_that_port() -> None:
 
 
 def test_provider_names() -> None:
-    assert PROVIDER_NAMES == ("openai", "azure.ai.openai", "anthropic")
+    assert PROVIDER_NAMES == (
+        "openai",
+        "azure.ai.openai",
+        "anthropic",
+        "aws.bedrock",
+        "gcp.gemini",
+        "gcp.vertex_ai",
+        "ollama",
+    )
 
 
 # -- never raise ------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The one place every intercepted exchange passes through.
 
-Client patches (`httpx_clients`, `requests_client`) call `begin` when a request reaches
-a transport, `respond` to let replay or chaos answer instead of the network, and
-`finish` once the body has been read to the end, failed, or been closed. Listeners
-(providers → spans, cassette recording) run on finish.
+Client patches (`httpx_clients`, `requests_client`, `aiohttp_client`, `botocore_client`)
+call `begin` when a request reaches a transport, `respond` to let replay or chaos answer
+instead of the network, and `finish` once the body has been read to the end, failed, or
+been closed. Listeners (providers → spans, cassette recording) run on finish.
 """
 
 from __future__ import annotations
@@ -39,9 +39,14 @@ class Interceptor:
 
     # -- lifecycle -------------------------------------------------------------
     def install(self) -> None:
-        from . import httpx_clients, requests_client
+        from . import aiohttp_client, botocore_client, httpx_clients, requests_client
 
-        self._unpatches = [*httpx_clients.install(self), *requests_client.install(self)]
+        self._unpatches = [
+            *httpx_clients.install(self),
+            *requests_client.install(self),
+            *aiohttp_client.install(self),
+            *botocore_client.install(self),
+        ]
 
     def uninstall(self) -> None:
         for unpatch in reversed(self._unpatches):
@@ -137,5 +142,8 @@ def fail_delay(exchange: Exchange, canned: CannedResponse) -> float:
     read_timeout = exchange.annotations.get("read_timeout")
     delay = canned.fail_offset or 0.0
     if canned.fail == "timeout" and read_timeout is not None:
-        delay = min(delay, read_timeout) if canned.fail_offset is not None else read_timeout
+        # A read timeout runs from the last byte received (a stall mid-body), not the request.
+        last = canned.chunks[-1][0] if canned.chunks and canned.status is not None else 0.0
+        fires = last + read_timeout
+        delay = min(delay, fires) if canned.fail_offset is not None else fires
     return delay

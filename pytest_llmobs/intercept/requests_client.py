@@ -213,7 +213,12 @@ def _canned_raw(exchange: Exchange, canned: CannedResponse, interceptor: Interce
         error: BaseException = (
             requests.exceptions.ReadTimeout("Read timed out.")
             if canned.fail == "timeout"
-            else requests.exceptions.ConnectionError("Connection refused")
+            else requests.exceptions.ConnectionError(
+                "('Connection aborted.', RemoteDisconnected('Remote end closed connection "
+                "without response'))"
+                if canned.fail == "reset"
+                else "Connection refused"
+            )
         )
         interceptor.finish(exchange, error=error)
         raise error

@@ -66,6 +66,10 @@ def new_call(exchange: Exchange, provider: str, operation: str, request: JSONObj
     if exchange.error is not None:
         call.error = str(exchange.error) or type(exchange.error).__name__
         call.error_type = type(exchange.error).__name__
+    # Injected faults say so on the call and its span: llmobs.chaos.fault, .rule, …
+    for key, value in exchange.annotations.items():
+        if key.startswith("chaos.") and value is not None:
+            call.attributes["llmobs." + key] = value
     return call
 
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from ..calls import LLMCall
 from ..intercept.exchange import Exchange
-from . import anthropic, openai
+from . import anthropic, bedrock, gemini, ollama, openai
 from ._common import request_json
 from ._json import JSONObject
 
@@ -18,9 +18,20 @@ _PARSERS: dict[str, Parser] = {
     openai.OPENAI: openai.parse,
     openai.AZURE: openai.parse,
     anthropic.ANTHROPIC: anthropic.parse,
+    bedrock.BEDROCK: bedrock.parse,
+    gemini.GEMINI: gemini.parse,
+    gemini.VERTEX: gemini.parse,
+    ollama.OLLAMA: ollama.parse,
 }
-# Anthropic first: its detection is the stricter one (header or exact body shape).
-_DETECTORS: tuple[Parser, ...] = (anthropic.parse, openai.parse)
+# Anthropic first: its detection is the stricter one (header or exact body shape). The
+# others match path shapes that cannot be mistaken for one another.
+_DETECTORS: tuple[Parser, ...] = (
+    anthropic.parse,
+    openai.parse,
+    bedrock.parse,
+    gemini.parse,
+    ollama.parse,
+)
 
 PROVIDER_NAMES: tuple[str, ...] = tuple(_PARSERS)
 

@@ -65,7 +65,7 @@ def parse(exchange: Exchange, request: JSONObject, provider: str | None = None) 
         message = _read_stream(call, exchange)
     else:
         message = _read_body(call, exchange)
-    _apply(call, message, request)
+    apply_message(call, message, request)
     return call
 
 
@@ -91,7 +91,7 @@ def _read_body(call: LLMCall, exchange: Exchange) -> JSONObject:
 
 # -- stream ---------------------------------------------------------------------------
 @dataclass
-class _Message:
+class StreamedMessage:
     """The message a stream has built so far."""
 
     envelope: JSONObject = field(default_factory=dict)
@@ -134,7 +134,7 @@ def _present(data: JSONObject) -> JSONObject:
 
 def _read_stream(call: LLMCall, exchange: Exchange) -> JSONObject:
     read = StreamRead()
-    message = _Message()
+    message = StreamedMessage()
     for event in events(exchange):
         data = load_json(event.data)
         if not isinstance(data, dict):
@@ -153,7 +153,8 @@ def _read_stream(call: LLMCall, exchange: Exchange) -> JSONObject:
 
 
 # -- shared ---------------------------------------------------------------------------
-def _apply(call: LLMCall, message: JSONObject, request: JSONObject) -> None:
+def apply_message(call: LLMCall, message: JSONObject, request: JSONObject) -> None:
+    """Fill `call` from a Messages API message (also the body of Anthropic on Bedrock)."""
     call.response_id = nonempty(message.get("id"))
     call.response_model = nonempty(message.get("model"))
     if obj(message.get("usage")):

@@ -1,10 +1,19 @@
-"""The end-of-run table in the terminal."""
+"""The end-of-run table in the terminal.
+
+`-q`: the totals line only. Default: one row per test that made LLM calls (the first
+`ROWS`), totals, and the slowest and most expensive calls. `-v`: every test, more calls.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-from ..summary import RunSummary
+from ..summary import RunSummary, figures, findings
+
+ROWS = 30
+TOP = 3
+TOP_VERBOSE = 10
 
 
 class _Writer(Protocol):
@@ -17,14 +26,25 @@ def write_summary(writer: _Writer, summary: RunSummary, verbosity: int) -> None:
     rows = [row for row in summary.rows.values() if row.calls]
     if not rows:
         return
+    tests = {row.nodeid: row.to_dict() for row in rows}
     writer.write_sep("-", "llmobs summary")
     if verbosity >= 0:
-        writer.write_line(f"{'test':<60} {'calls':>5} {'in tok':>8} {'out tok':>8}")
-        for row in rows:
-            name = row.nodeid if len(row.nodeid) <= 60 else "…" + row.nodeid[-59:]
+        width = min(60, max(len("test"), *(len(n) for n in tests)))
+        writer.write_line(
+            f"{'test':<{width}} {'calls':>5} {'in tok':>8} {'out tok':>8} {'cost':>10} "
+            f"{'p95':>8} {'ttft':>8} {'viol':>4}"
+        )
+        shown = list(tests.items()) if verbosity > 0 else list(tests.items())[:ROWS]
+        for nodeid, test in shown:
+            f = figures(test)
             writer.write_line(
-                f"{name:<60} {len(row.calls):>5} {row.input_tokens:>8} {row.output_tokens:>8}"
+                f"{_name(nodeid, width):<{width}} {f['calls']:>5} {f['input_tokens']:>8} "
+                f"{f['output_tokens']:>8} {_usd(f['cost_usd']):>10} "
+                f"{_secs(f['p95_latency_s']):>8} {_secs(f['ttft_p50_s']):>8} "
+                f"{f['violations'] or '':>4}"
             )
+        if len(shown) < len(tests):
+            writer.write_line(f"… {len(tests) - len(shown)} more tests (-v shows all)")
     calls = summary.calls
     inputs = sum(r.input_tokens for r in rows)
     outputs = sum(r.output_tokens for r in rows)
@@ -32,3 +52,52 @@ def write_summary(writer: _Writer, summary: RunSummary, verbosity: int) -> None:
         f"llmobs: {len(calls)} LLM calls in {len(rows)} tests, "
         f"{inputs} input + {outputs} output tokens"
     )
+    violations = sum(len(findings(t)) for t in tests.values())
+    if violations:
+        writer.write_line(
+            f"llmobs: {violations} violation(s) in "
+            f"{sum(1 for t in tests.values() if findings(t))} test(s)"
+        )
+    if verbosity < 0:
+        return
+    top = TOP_VERBOSE if verbosity > 0 else TOP
+    flat = [(nodeid, c) for nodeid, t in tests.items() for c in t["calls"]]
+    slow = sorted(
+        (x for x in flat if x[1].get("duration_s") is not None),
+        key=lambda x: -x[1]["duration_s"],
+    )[:top]
+    if slow:
+        writer.write_line("slowest calls:")
+        for nodeid, call in slow:
+            writer.write_line(f"  {_secs(call['duration_s']):>8}  {_call(nodeid, call)}")
+    costly = sorted((x for x in flat if x[1].get("cost_usd")), key=lambda x: -x[1]["cost_usd"])[
+        :top
+    ]
+    if costly:
+        writer.write_line("most expensive calls:")
+        for nodeid, call in costly:
+            writer.write_line(f"  {_usd(call['cost_usd']):>10}  {_call(nodeid, call)}")
+
+
+def _call(nodeid: str, call: Mapping[str, Any]) -> str:
+    usage = call.get("usage") or {}
+    return (
+        f"{nodeid} #{call.get('index', 0) + 1} {call.get('provider')} {call.get('model') or '?'} "
+        f"({usage.get('input_tokens') or 0}+{usage.get('output_tokens') or 0} tok)"
+    )
+
+
+def _name(nodeid: str, width: int) -> str:
+    return nodeid if len(nodeid) <= width else "…" + nodeid[-(width - 1) :]
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"${value:.4f}" if value >= 0.01 or value == 0 else f"${value:.6f}"
+
+
+def _secs(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f}ms" if value < 1 else f"{value:.2f}s"

@@ -1,4 +1,5 @@
-"""A local fake LLM provider speaking the OpenAI, Azure OpenAI and Anthropic wire formats.
+"""A local fake LLM provider speaking the OpenAI, Azure OpenAI and Anthropic wire formats,
+and (through `_more_apis`) Amazon Bedrock, Gemini and Ollama.
 
 Standard library only. Responses are built so that the official SDKs parse them (also with
 ``_strict_response_validation=True``): JSON bodies carry ``Content-Length``, streams use
@@ -35,6 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 __all__ = [
     "DEFAULT_REPLY",
     "HEADER_CHUNK_DELAY_MS",
+    "HEADER_FINISH_REASON",
     "HEADER_REPLY",
     "HEADER_STATUS",
     "HEADER_STREAM_CUT_AFTER",
@@ -56,8 +58,10 @@ HEADER_TOOL_CALL: Final = "x-fake-tool-call"
 HEADER_STATUS: Final = "x-fake-status"
 HEADER_STREAM_CUT_AFTER: Final = "x-fake-stream-cut-after"
 HEADER_STREAM_TRUNCATE_AFTER: Final = "x-fake-stream-truncate-after"
+# Bedrock, Gemini, Ollama: the finish reason to report (e.g. SAFETY, content_filtered).
+HEADER_FINISH_REASON: Final = "x-fake-finish-reason"
 
-Provider = Literal["openai", "azure", "anthropic"]
+Provider = Literal["openai", "azure", "anthropic", "bedrock", "gemini", "ollama"]
 _Kind = Literal["pre", "content", "post"]
 _Event = tuple[_Kind, bytes]
 
@@ -376,9 +380,17 @@ def error_reply(
 ) -> Reply:
     """A :class:`Reply` carrying ``provider``'s error body for ``status``.
 
-    ``provider`` is ``openai``, ``azure`` or ``anthropic``. ``retry_after`` (seconds) adds
-    ``retry-after`` (and ``retry-after-ms`` for OpenAI/Azure).
+    ``provider`` is ``openai``, ``azure``, ``anthropic``, ``bedrock``, ``gemini`` or
+    ``ollama``. ``retry_after`` (seconds) adds ``retry-after`` (and ``retry-after-ms`` for
+    OpenAI/Azure); for Gemini it is the ``RetryInfo.retryDelay`` of the body instead, and
+    Bedrock and Ollama send no retry hint at all.
     """
+    if provider in ("bedrock", "gemini", "ollama"):
+        from . import _more_apis  # imports this module
+
+        reply = _more_apis.error_reply(provider, status, message, error_type, retry_after)
+        reply.headers.update({k.lower(): v for k, v in (headers or {}).items()})
+        return reply
     out: dict[str, str] = {"content-type": _JSON_CONTENT_TYPE}
     request_id = _rand_id("req_", 24)
     body: dict[str, Any]
@@ -1083,6 +1095,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(500, {"x-should-retry": "false"}, error)
 
     def _generate(self, request: ReceivedRequest) -> None:
+        from . import _more_apis  # imports this module
+
+        if _more_apis.serve(self, request):
+            return
         started = time.monotonic()
         path = request.path.rstrip("/")
         api: str

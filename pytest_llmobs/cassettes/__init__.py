@@ -1,0 +1,15 @@
+"""Record and replay LLM traffic with cassettes (vcrpy underneath, our transports on top).
+
+- `format`: the file (pretty JSON in a .yaml file; vcrpy YAML read too), atomic writes;
+- `interactions`: exchange → stored interaction → canned response, redaction of stored ones;
+- `matching`: what makes two requests the same call;
+- `cassette`: vcrpy's `Cassette` over our format and matcher;
+- `session`: the responder / listener on the interceptor and the stack of cassettes in use;
+- `hooks`: the pytest side (marker, per-test and per-fixture cassettes, failing on misses);
+- `cli`: `llmobs cassettes upgrade`.
+"""
+
+from .format import CassetteError
+from .hooks import MODES, parse_timing
+
+__all__ = ["MODES", "CassetteError", "parse_timing"]

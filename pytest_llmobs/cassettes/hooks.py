@@ -1,0 +1,355 @@
+"""pytest side of cassettes: the marker, which cassette each test and fixture uses, when
+it is saved, and failing the test that made a request no cassette could answer.
+
+`install` is the one call the plugin makes; everything else hangs off the hook object it
+registers (the chaos pattern).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ..redaction import Redactor
+from . import naming
+from .matching import MatchRules
+from .session import CassetteSession, Context
+
+if TYPE_CHECKING:
+    from ..capture import Capture
+    from ..settings import Settings
+
+__all__ = ["CONTEXT", "HOOKS", "MODES", "CassetteHooks", "CassetteSpec", "Context", "install"]
+
+RECORD_MODES = ("none", "once", "new_episodes", "all", "rewrite")
+MODES = (*RECORD_MODES, "off")
+TIMING_HELP = "instant, realtime, or a positive factor such as 0.5 (faster) or 2 (slower)"
+MARKER = (
+    "llm_cassette(name=None, *shared, record_mode=None, replay_timing=None, match_ignore=(), "
+    "allow_hosts=None): this test's cassette file (relative to its module's cassette "
+    "directory), read-only shared cassettes, and per-test cassette settings (pytest-llmobs)"
+)
+_MARKER_KWARGS = frozenset({"record_mode", "replay_timing", "match_ignore", "allow_hosts"})
+
+SPEC = pytest.StashKey["CassetteSpec"]()
+CONTEXT = pytest.StashKey[Context]()
+_FAILED = pytest.StashKey[bool]()
+_SPEC_ERROR = pytest.StashKey[str]()
+HOOKS = pytest.StashKey["CassetteHooks"]()
+
+
+@dataclass(frozen=True)
+class CassetteSpec:
+    """What a test's markers and the settings say about its cassette."""
+
+    name: str | None
+    shared: tuple[str, ...]
+    mode: str
+    pace: float
+    match_ignore: tuple[str, ...]
+    allow_hosts: tuple[str, ...]
+
+
+def parse_timing(value: Any) -> float:
+    """instant → 0, realtime → 1, a positive number → itself; ValueError otherwise."""
+    text = str(value).strip().lower()
+    if text == "instant":
+        return 0.0
+    if text == "realtime":
+        return 1.0
+    try:
+        factor = float(text.removesuffix("x"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a replay timing; valid: {TIMING_HELP}") from None
+    if not factor > 0 or factor == float("inf"):
+        raise ValueError(f"{value!r} is not a replay timing; valid: {TIMING_HELP}")
+    return factor
+
+
+def build_redactor(settings: Settings) -> Redactor:
+    patterns: dict[str, str] = {}
+    for line in settings.llm_pii_patterns:
+        name, sep, regex = line.partition("=")
+        if not sep or not name.strip() or not regex.strip():
+            raise pytest.UsageError(
+                f"--llm-pii-patterns / ini llm_pii_patterns: {line!r} is not NAME=REGEX "
+                "(e.g. employee_id=EMP-[0-9]{6})"
+            )
+        patterns[name.strip()] = regex.strip()
+    keys = settings.llm_redact_keys
+    try:
+        return Redactor(
+            extra_headers=keys,
+            extra_query_keys=keys,
+            extra_body_keys=keys,
+            mask_pii=settings.llm_mask_pii,
+            pii_patterns=patterns,
+        )
+    except ValueError as exc:
+        raise pytest.UsageError(f"--llm-pii-patterns / ini llm_pii_patterns: {exc}") from None
+
+
+def install(config: pytest.Config, capture: Capture, settings: Settings) -> CassetteHooks:
+    """Check the settings, hook the session into the interceptor, register the hooks."""
+    try:
+        pace = parse_timing(settings.llm_replay_timing)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--llm-replay-timing / ini llm_replay_timing: {exc}") from None
+    redactor = build_redactor(settings)
+    rules = MatchRules.build(settings.llm_match_ignore, settings.llm_match_ignore_query)
+    session = CassetteSession(capture.registry, redactor)
+    capture.interceptor.responders.append(session)  # after chaos: faults are never recorded
+    capture.interceptor.listeners.append(session.on_exchange)
+    config.addinivalue_line("markers", MARKER)
+    hooks = CassetteHooks(config, session, settings, rules, pace)
+    config.pluginmanager.register(hooks, "llmobs-cassettes")
+    config.stash[HOOKS] = hooks
+    return hooks
+
+
+def _allow_hosts(values: Sequence[str]) -> tuple[str, ...]:
+    hosts = tuple(v for value in values for v in re.split(r"[\s,]+", value) if v)
+    return () if [h.lower() for h in hosts] in (["none"], ["-"]) else hosts
+
+
+class CassetteHooks:
+    def __init__(
+        self,
+        config: pytest.Config,
+        session: CassetteSession,
+        settings: Settings,
+        rules: MatchRules,
+        pace: float,
+    ) -> None:
+        self.config = config
+        self.session = session
+        self.rules = rules
+        self.mode = settings.llm_record_mode
+        self.pace = pace
+        self.cli_mode = settings.sources.get("llm_record_mode") == "cli"
+        self.cli_timing = settings.sources.get("llm_replay_timing") == "cli"
+        self.cassette_dir = settings.llm_cassette_dir
+        self.allow_hosts = _allow_hosts(settings.llm_allow_hosts)
+        self.rootpath = Path(str(config.rootpath))
+        self.session_context = Context(
+            owner="the session (outside any test)",
+            path=self._base_dir() / "_session.yaml",
+            mode=self.mode,
+            pace=pace,
+            rules=rules,
+            allow_hosts=self.allow_hosts,
+        )
+        session.push(self.session_context)
+        self._session_misses: str | None = None
+
+    def _base_dir(self) -> Path:
+        base = Path(self.cassette_dir) if self.cassette_dir else Path("cassettes")
+        return base if base.is_absolute() else self.rootpath / base
+
+    # -- which cassette --------------------------------------------------------------------
+    def spec(self, item: pytest.Item) -> CassetteSpec:
+        if SPEC not in item.stash:
+            item.stash[SPEC] = self._resolve(item)
+        return item.stash[SPEC]
+
+    def _resolve(self, item: pytest.Item) -> CassetteSpec:
+        marker = item.get_closest_marker("llm_cassette")
+        args: tuple[Any, ...] = marker.args if marker else ()
+        kwargs: dict[str, Any] = dict(marker.kwargs) if marker else {}
+        where = f"{item.nodeid}: llm_cassette"
+        unknown = sorted(set(kwargs) - _MARKER_KWARGS)
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown argument(s) {', '.join(unknown)}; valid: "
+                + ", ".join(sorted(_MARKER_KWARGS))
+            )
+        if "name" in kwargs:
+            raise ValueError(f"{where}: give the cassette name as the first positional argument")
+        names = [a for a in args if a is not None]
+        if any(not isinstance(n, str | Path) or not str(n).strip() for n in names):
+            raise ValueError(f"{where}: cassette names must be non-empty strings, got {args!r}")
+        mode = self.mode
+        if "record_mode" in kwargs and not self.cli_mode:
+            mode = str(kwargs["record_mode"])
+        if mode not in MODES:
+            raise ValueError(f"{where}: record_mode={mode!r} is not one of {', '.join(MODES)}")
+        pace = self.pace
+        if "replay_timing" in kwargs and not self.cli_timing:
+            pace = parse_timing(kwargs["replay_timing"])
+        ignore = kwargs.get("match_ignore", ())
+        ignore = (ignore,) if isinstance(ignore, str) else tuple(str(p) for p in ignore)
+        allow = kwargs.get("allow_hosts")
+        hosts = (
+            self.allow_hosts
+            if allow is None
+            else _allow_hosts([allow] if isinstance(allow, str) else [str(h) for h in allow])
+        )
+        first = str(names[0]) if names else None
+        return CassetteSpec(first, tuple(str(n) for n in names[1:]), mode, pace, ignore, hosts)
+
+    def default_path(self, item: pytest.Item) -> Path:
+        return naming.test_path(item, self.rootpath, self.cassette_dir, self.spec(item).name)
+
+    def _test_context(self, item: pytest.Item) -> Context:
+        spec = self.spec(item)
+        path = self.default_path(item)
+        return Context(
+            owner=item.nodeid,
+            path=path,
+            mode=spec.mode,
+            pace=spec.pace,
+            rules=self.rules.with_paths(spec.match_ignore),
+            extra_paths=tuple(naming.named_path(path.parent, n) for n in spec.shared),
+            allow_hosts=spec.allow_hosts,
+        )
+
+    def use_path(self, item: pytest.Item, path: Path | str) -> Context | None:
+        """The `llm_cassette_path` fixture's value (overridable) becomes the test's path."""
+        context = item.stash.get(CONTEXT, None)
+        if context is None:
+            return None
+        path = Path(path)
+        if path != context.path:
+            if context.used:
+                item.warn(
+                    pytest.PytestWarning(
+                        f"llm_cassette_path changed to {path} after the test already used "
+                        f"{context.path}; calls made before the change stay in the first one"
+                    )
+                )
+            else:
+                context.path = path
+        return context
+
+    # -- hooks -------------------------------------------------------------------------------
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        errors = []
+        for item in items:
+            try:
+                self.spec(item)
+            except ValueError as exc:
+                item.stash[_SPEC_ERROR] = str(exc)
+                errors.append(str(exc))
+        if errors and not hasattr(self.config, "workerinput"):  # workers: fail the test
+            raise pytest.UsageError("\n".join(dict.fromkeys(errors)))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if _SPEC_ERROR in item.stash:
+            pytest.fail(f"usage error: {item.stash[_SPEC_ERROR]}", pytrace=False)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        try:
+            context = self._test_context(item)
+        except ValueError as exc:  # a bad marker (xdist worker): the setup hook fails it
+            item.stash[_SPEC_ERROR] = str(exc)
+            item.stash[SPEC] = CassetteSpec(None, (), "off", 0.0, (), ())
+            context = self._test_context(item)
+        item.stash[CONTEXT] = context
+        session = self.session
+        session.current_nodeid = item.nodeid
+        session.push(context)
+        try:
+            result = yield
+        except BaseException:
+            session.close(context, "interrupted")
+            raise
+        finally:
+            session.current_nodeid = None
+        session.close(context, "failed" if item.stash.get(_FAILED, False) else "passed")
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        if fixturedef.scope == "function":
+            return (yield)
+        context = self._fixture_context(fixturedef, request)
+        if context is None:
+            return (yield)
+        session = self.session
+        # Finalizers run last-in first-out: this one, added before the fixture's own
+        # teardown is registered, runs after it; the one added below runs before it.
+        fixturedef.addfinalizer(
+            lambda: session.close(context, "failed" if context.failed else "passed")
+        )
+        session.push(context)
+        try:
+            result = yield
+        except BaseException:
+            context.failed = True
+            raise
+        finally:
+            session.remove(context)
+        fixturedef.addfinalizer(lambda: session.push(context))
+        return result
+
+    def _fixture_context(self, fixturedef: Any, request: Any) -> Context | None:
+        # Shared by many tests: the session's settings, never one test's marker.
+        if self.mode == "off":
+            return None
+        path = naming.fixture_path(fixturedef, request, self.rootpath, self.cassette_dir)
+        return Context(
+            owner=f"fixture {fixturedef.argname!r}",
+            path=path,
+            mode=self.mode,
+            pace=self.pace,
+            rules=self.rules,
+            allow_hosts=self.allow_hosts,
+        )
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        text = self.session.take_misses(item.nodeid)
+        if text is not None:
+            if report.passed:
+                report.outcome, report.longrepr = "failed", text
+            elif report.failed:
+                report.longrepr = (
+                    f"{text}\n\n{'-' * 24} the test then failed with {'-' * 24}\n{report.longrepr}"
+                )
+            else:
+                report.sections.append(("llmobs cassette", text))
+        if report.failed:
+            item.stash[_FAILED] = True
+        return report
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        self.session.close(self.session_context, "interrupted" if interrupted else "passed")
+        text = self.session.take_misses(None)
+        if text is not None:
+            self._session_misses = text
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        session = self.session
+        if self._session_misses:
+            terminalreporter.write_sep("=", "llmobs: requests outside any test", red=True)
+            terminalreporter.write_line(self._session_misses)
+        if not (session.saved or session.unsaved or session.late):
+            return
+        write: Callable[[str], None] = terminalreporter.write_line
+        terminalreporter.write_sep("-", "llmobs cassettes")
+        verbose = self.config.get_verbosity() > 0
+        if session.saved:
+            write(f"{len(session.saved)} cassette(s) written")
+            if verbose:
+                for path in session.saved:
+                    write(f"  {path}")
+        for path, why in session.unsaved:
+            write(f"not saved: {path} ({why}); its previous content is untouched")
+        if session.late:
+            write(f"{session.late} response(s) finished after their test ended: not recorded")

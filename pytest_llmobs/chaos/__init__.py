@@ -1,0 +1,31 @@
+"""Chaos: provider-true faults in tests and in a staging proxy, and a resilience verdict.
+
+- `catalog`   — every fault by name, rendered per provider (`dialects`), damage (`damage`)
+- `rules`, `scenario` — which fault on which request; YAML scenario files
+- `injector`  — the seeded decision, shared by the test process and the proxy
+- `session`, `hooks`, `control` — the pytest side (responder, markers, `llmobs.chaos`)
+- `verdict`   — what the client did about the faults
+- `proxy`     — `llmobs proxy`, the staging reverse proxy (needs the `proxy` extra)
+"""
+
+from .catalog import FAULTS, ChaosConfigError, Fault, fault_table
+from .rules import Match, Rule, make_rule
+from .scenario import Scenario, load_scenario, parse_scenario
+from .verdict import Finding, Policy, Verdict, judge
+
+__all__ = [
+    "FAULTS",
+    "ChaosConfigError",
+    "Fault",
+    "Finding",
+    "Match",
+    "Policy",
+    "Rule",
+    "Scenario",
+    "Verdict",
+    "fault_table",
+    "judge",
+    "load_scenario",
+    "make_rule",
+    "parse_scenario",
+]

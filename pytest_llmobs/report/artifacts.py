@@ -1,0 +1,165 @@
+"""The artifact directory: streamed while the run goes, finished once at its end.
+
+`traces.jsonl`, `traces.perfetto.json` and `prompts.jsonl` grow one test at a time (into
+temporary files, renamed into place at the end), so spans and content never pile up in
+memory; `llmobs-junit.xml` and `summary.json` are written from the run's figures at the end.
+`llmobs merge` rebuilds the same files from several directories.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..redaction import Redactor
+from ..summary import totals
+from . import junit, prompts
+from ._files import AtomicFile, write_text
+from .traces import PerfettoWriter, export_request
+
+JUNIT = "llmobs-junit.xml"
+TRACES = "traces.jsonl"
+PERFETTO = "traces.perfetto.json"
+PROMPTS = "prompts.jsonl"
+SUMMARY = "summary.json"
+FORMAT = "pytest-llmobs-summary"
+
+
+class ArtifactWriter:
+    """Writes one run's artifacts into `directory` (created on demand)."""
+
+    def __init__(
+        self, directory: Path, *, run_id: str, sample_rate: float, redactor: Redactor
+    ) -> None:
+        self.directory = directory
+        self.run_id = run_id
+        self.sample_rate = sample_rate
+        self.redactor = redactor
+        self.traffic = False
+        self._files: dict[str, AtomicFile] = {}
+        self._perfetto: PerfettoWriter | None = None
+
+    def add_test(self, nodeid: str, outcome: str, data: Mapping[str, Any]) -> None:
+        """One test's payload (with spans and content): append its lines."""
+        spans = data.get("spans") or []
+        calls = data.get("calls") or []
+        if not spans and not calls:
+            return
+        self.traffic = self.traffic or bool(calls)
+        if spans:
+            request = export_request(nodeid, outcome, self.run_id, spans)
+            self._line(TRACES, request)
+            self._perfetto_writer().add(request)
+        for record in prompts.records(data, outcome, self.sample_rate, self.run_id):
+            self._line(PROMPTS, record)
+
+    def finish(
+        self,
+        tests: Mapping[str, Mapping[str, Any]],
+        *,
+        session_result: str | None = None,
+        force: bool = False,
+        settings: Mapping[str, Any] | None = None,
+    ) -> list[Path]:
+        """Write JUnit and summary.json, move the streamed files into place; nothing (and no
+        directory) when the run made no LLM calls unless `force`."""
+        if not (self.traffic or force):
+            self.discard()
+            return []
+        written = [self._open(name).commit() for name in (TRACES, PROMPTS)]
+        if self._perfetto is not None:
+            self._perfetto.close()
+        else:
+            PerfettoWriter(self._open(PERFETTO).stream).close()
+        written.append(self._open(PERFETTO).commit())
+        self._files.clear()
+        written += write_final(
+            self.directory,
+            tests,
+            run_ids=[self.run_id],
+            session_result=session_result,
+            settings=settings,
+            redactor=self.redactor,
+        )
+        return sorted(written)
+
+    def discard(self) -> None:
+        for f in self._files.values():
+            f.discard()
+        self._files.clear()
+
+    def _open(self, name: str) -> AtomicFile:
+        if name not in self._files:
+            self._files[name] = AtomicFile(self.directory / name)
+        return self._files[name]
+
+    def _perfetto_writer(self) -> PerfettoWriter:
+        if self._perfetto is None:
+            self._perfetto = PerfettoWriter(self._open(PERFETTO).stream)
+        return self._perfetto
+
+    def _line(self, name: str, value: Any) -> None:
+        self._open(name).write(redact_json(self.redactor, dumps(value)) + "\n")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def redact_json(redactor: Redactor, text: str) -> str:
+    """Last line of defence on every JSON artifact: secrets (and PII, when masking) inside
+    JSON strings, leaving numbers and structure alone. Idempotent."""
+    return redactor.body(text.encode("utf-8"), "application/json").decode("utf-8")
+
+
+def write_final(
+    directory: Path,
+    tests: Mapping[str, Mapping[str, Any]],
+    *,
+    run_ids: list[str],
+    session_result: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+    redactor: Redactor | None = None,
+) -> list[Path]:
+    """`llmobs-junit.xml` and `summary.json` from the run's tests (figures, no content)."""
+    redactor = redactor or Redactor()
+    xml = junit.build(tests, run_id=",".join(run_ids), session_result=session_result)
+    summary = {
+        "format": FORMAT,
+        "version": 1,
+        "run_ids": run_ids,
+        "settings": dict(settings or {}),
+        "totals": totals(tests.values()),
+        "session_result": session_result,
+        "tests": dict(tests),
+    }
+    text = json.dumps(summary, ensure_ascii=False, indent=1, default=str)
+    return [
+        write_text(directory / JUNIT, redactor.text(xml)),
+        write_text(directory / SUMMARY, redact_json(redactor, text) + "\n"),
+    ]
+
+
+def load_summary(directory: Path) -> dict[str, Any]:
+    """A directory's summary.json; ValueError saying what is wrong."""
+    path = directory / SUMMARY
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(
+            f"{path}: not found; is {directory} an llmobs artifact directory?"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an llmobs summary (format {FORMAT!r} expected)")
+    return data
+
+
+def write_lines(path: Path, lines: Iterable[str]) -> Path:
+    with AtomicFile(path) as stream:
+        for line in lines:
+            stream.write(line if line.endswith("\n") else line + "\n")
+    return path

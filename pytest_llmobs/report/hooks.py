@@ -1,0 +1,142 @@
+"""Report hooks: finish each test's payload where it ran (spans), and, on the controller or
+the single process, turn payloads into artifacts as reports arrive and write the rest once
+at the end. Registered by the plugin on every process."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..budgets import BudgetConfig, TestChecks
+from ..capture import Capture, TestCapture
+from ..cassettes import hooks as cassettes
+from ..redaction import Redactor
+from ..settings import Settings
+from ..summary import REPORT_ATTR, PayloadOptions, RunSummary, payload
+from . import github, junit
+from .artifacts import ArtifactWriter
+from .traces import span_dict
+
+_ARTIFACT_OPTIONS = ("llm_artifacts", "llm_log_sample_rate", "llm_log_content")
+
+
+def content_redactor(settings: Settings) -> Redactor:
+    """`full` keeps PII but never secrets; otherwise the session's rules (PII masked with
+    --llm-mask-pii / llm_pii_patterns)."""
+    if settings.llm_log_content == "full":
+        keys = settings.llm_redact_keys
+        return Redactor(extra_headers=keys, extra_query_keys=keys, extra_body_keys=keys)
+    return cassettes.build_redactor(settings)
+
+
+class ArtifactHooks:
+    def __init__(
+        self,
+        config: pytest.Config,
+        capture: Capture,
+        settings: Settings,
+        budgets: BudgetConfig,
+        summary: RunSummary,
+    ) -> None:
+        rate = settings.llm_log_sample_rate
+        if not 0.0 <= rate <= 1.0:
+            raise pytest.UsageError(
+                f"--llm-log-sample-rate / ini llm_log_sample_rate: {rate} is not between 0 and 1"
+            )
+        self.config = config
+        self.capture = capture
+        self.settings = settings
+        self.summary = summary
+        self.redactor = content_redactor(settings)
+        self.options = PayloadOptions(
+            content=settings.llm_log_content,
+            redactor=self.redactor,
+            pricing=budgets.pricing,
+            checks=budgets.mode != "off",
+        )
+        self.writes = not hasattr(config, "workerinput")
+        self.forced = any(
+            settings.sources.get(name, "default") != "default" for name in _ARTIFACT_OPTIONS
+        )
+        directory = Path(settings.llm_artifacts)
+        if not directory.is_absolute():
+            directory = config.invocation_params.dir / directory
+        self.writer = ArtifactWriter(
+            directory, run_id=uuid.uuid4().hex, sample_rate=rate, redactor=self.redactor
+        )
+        self.written: list[Path] = []
+        self.session_result: Callable[[], str | None] = lambda: None
+
+    # -- where the test ran ---------------------------------------------------------------
+    def payload_for(
+        self, item: pytest.Item, capture: TestCapture, checks: TestChecks | None
+    ) -> dict[str, Any]:
+        return payload(capture, self.options, checks=checks, cassette=self._cassette(item))
+
+    def _cassette(self, item: pytest.Item) -> str | None:
+        context = item.stash.get(cassettes.CONTEXT, None)
+        if context is None or not context.used or context.mode == "off":
+            return None
+        try:
+            return context.path.relative_to(self.config.rootpath).as_posix()
+        except ValueError:
+            return str(context.path)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, REPORT_ATTR, None)
+        if report.when != "teardown" or not isinstance(data, dict):
+            return
+        active = self.capture.active
+        if "spans" not in data and active is not None and active.nodeid == report.nodeid:
+            # after every makereport wrapper: spans they emitted (chaos verdict) are in
+            content = self.options.content != "none"
+            data["spans"] = [span_dict(s, self.redactor, content) for s in active.spans]
+            data["span_count"] = len(active.spans)
+        if not self.writes:
+            return
+        report.user_properties.extend(junit.properties(data) if junit.has_llm_data(data) else [])
+        row = self.summary.rows.get(report.nodeid)
+        outcome = "failed" if report.failed else (row.outcome if row else report.outcome)
+        self.writer.add_test(report.nodeid, outcome, data)
+        # what stays on the report (pytest keeps them all) is figures only
+        data.pop("spans", None)
+        for call in data.get("calls") or []:
+            call.pop("content", None)
+
+    # -- the end, controller or single process ----------------------------------------------
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.writes:
+            return
+        tests = self.summary.tests()
+        self.written = self.writer.finish(
+            tests,
+            session_result=self.session_result(),
+            force=self.forced,
+            settings={
+                "llm_log_content": self.settings.llm_log_content,
+                "llm_log_sample_rate": self.settings.llm_log_sample_rate,
+            },
+        )
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if step_summary and self.written:
+            github.append_summary(Path(step_summary), github.markdown(tests, self.session_result()))
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.writes or not self.written:
+            return
+        if github.enabled():
+            prefix = github.workspace_prefix(self.config.rootpath)
+            for line in github.error_annotations(self.summary.tests(), prefix):
+                terminalreporter.write_line(line)
+        if self.config.get_verbosity() >= 0:
+            terminalreporter.write_line(
+                f"llmobs artifacts: {self.writer.directory} "
+                f"({', '.join(p.name for p in self.written)})"
+            )

@@ -1,0 +1,247 @@
+"""Spans as files: OTLP JSON lines (`traces.jsonl`) and Chrome/Perfetto trace events.
+
+`traces.jsonl` is what the OpenTelemetry Collector's file exporter writes: one
+`ExportTraceServiceRequest` per line in the OTLP JSON encoding (lowerCamelCase fields,
+trace and span ids as hex, 64-bit integers as strings, enums as integers). Here a line holds
+one test's spans, under a resource naming the run (`llmobs.run.id`) and the test
+(`test.case.name`, `test.case.result.status`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import IO, Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import format_span_id, format_trace_id
+
+from ..redaction import Redactor
+
+# gen_ai content attributes dropped when the content mode is "none"
+CONTENT_ATTRIBUTES = frozenset(
+    {"gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"}
+)
+_OUTCOME = {"passed": "pass", "failed": "fail", "skipped": "skipped"}
+
+
+# -- OTLP JSON ------------------------------------------------------------------------------
+def any_value(value: Any) -> dict[str, Any]:
+    """An OTLP `AnyValue` in JSON encoding."""
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return {"doubleValue": value}
+        return {
+            "doubleValue": "NaN"
+            if math.isnan(value)
+            else ("Infinity" if value > 0 else "-Infinity")
+        }
+    if isinstance(value, bytes):
+        return {"bytesValue": base64.b64encode(value).decode()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return {"arrayValue": {"values": [any_value(v) for v in value]}}
+    if isinstance(value, Mapping):
+        return {"kvlistValue": {"values": key_values(value)}}
+    return {"stringValue": str(value)}
+
+
+def key_values(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    return [{"key": str(k), "value": any_value(v)} for k, v in (attributes or {}).items()]
+
+
+def plain_value(value: Mapping[str, Any]) -> Any:
+    """An `AnyValue` back to a Python value (for Perfetto args and tests)."""
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "arrayValue" in value:
+        return [plain_value(v) for v in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return attributes_dict(value["kvlistValue"].get("values", []))
+    for key in ("stringValue", "boolValue", "doubleValue", "bytesValue"):
+        if key in value:
+            return value[key]
+    return None
+
+
+def attributes_dict(items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    return {item["key"]: plain_value(item.get("value", {})) for item in items}
+
+
+def span_dict(span: ReadableSpan, redactor: Redactor, content: bool = True) -> dict[str, Any]:
+    """One finished span, ready for `export_request`: `{"resource", "scope", "span"}` where
+    `span` is an OTLP JSON `Span`. String attributes go through `redactor`."""
+    ctx = span.context
+    attrs = {k: list(v) if isinstance(v, tuple) else v for k, v in (span.attributes or {}).items()}
+    if not content:
+        attrs = {k: v for k, v in attrs.items() if k not in CONTENT_ATTRIBUTES}
+    out: dict[str, Any] = {
+        "traceId": format_trace_id(ctx.trace_id) if ctx else "",
+        "spanId": format_span_id(ctx.span_id) if ctx else "",
+    }
+    if ctx is not None and ctx.trace_state:
+        out["traceState"] = ctx.trace_state.to_header()
+    if span.parent is not None:
+        out["parentSpanId"] = format_span_id(span.parent.span_id)
+    out.update(
+        name=redactor.text(span.name),
+        kind=span.kind.value + 1,  # OTLP: 0 unspecified, 1 internal, 2 server, 3 client …
+        startTimeUnixNano=str(span.start_time or 0),
+        endTimeUnixNano=str(span.end_time or span.start_time or 0),
+        attributes=key_values(redactor.json(attrs)),
+    )
+    if span.events:
+        out["events"] = [
+            {
+                "timeUnixNano": str(e.timestamp),
+                "name": e.name,
+                "attributes": key_values(redactor.json(dict(e.attributes or {}))),
+            }
+            for e in span.events
+        ]
+    if span.links:
+        out["links"] = [
+            {
+                "traceId": format_trace_id(link.context.trace_id),
+                "spanId": format_span_id(link.context.span_id),
+                "attributes": key_values(dict(link.attributes or {})),
+            }
+            for link in span.links
+        ]
+    status: dict[str, Any] = {}
+    if span.status.status_code.value:
+        status["code"] = span.status.status_code.value
+    if span.status.description:
+        status["message"] = redactor.text(span.status.description)
+    out["status"] = status
+    scope = span.instrumentation_scope
+    return {
+        "resource": {
+            k: v
+            for k, v in (span.resource.attributes if span.resource else {}).items()
+            if isinstance(v, str | int | float | bool)
+        },
+        "scope": {"name": scope.name, "version": scope.version} if scope else {"name": ""},
+        "span": out,
+    }
+
+
+def export_request(
+    nodeid: str, outcome: str, run_id: str, spans: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """One test's spans as an `ExportTraceServiceRequest` (JSON encoding)."""
+    resources: dict[str, tuple[dict[str, Any], dict[str, list[Any]], dict[str, Any]]] = {}
+    for item in spans:
+        attrs = dict(item.get("resource") or {})
+        if str(attrs.get("service.name", "unknown_service")).startswith("unknown_service"):
+            attrs["service.name"] = "pytest"
+        attrs.update(
+            {
+                "llmobs.run.id": run_id,
+                "test.case.name": nodeid,
+                "test.case.result.status": _OUTCOME.get(outcome, outcome),
+            }
+        )
+        key = json.dumps(attrs, sort_keys=True, default=str)
+        _, scopes, scope_info = resources.setdefault(key, (attrs, {}, {}))
+        scope = item.get("scope") or {"name": ""}
+        scope_key = json.dumps(scope, sort_keys=True)
+        scope_info[scope_key] = scope
+        scopes.setdefault(scope_key, []).append(item["span"])
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": key_values(attrs)},
+                "scopeSpans": [
+                    {"scope": _scope(scope_info[k]), "spans": spans_}
+                    for k, spans_ in scopes.items()
+                ],
+            }
+            for attrs, scopes, scope_info in resources.values()
+        ]
+    }
+
+
+def _scope(scope: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in scope.items() if v}
+
+
+def request_spans(request: Mapping[str, Any]) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
+    """(resource attributes, span) for every span of an export request."""
+    for rs in request.get("resourceSpans", []):
+        resource = attributes_dict(rs.get("resource", {}).get("attributes", []))
+        for ss in rs.get("scopeSpans", []):
+            for span in ss.get("spans", []):
+                yield resource, span
+
+
+# -- Chrome / Perfetto trace events -----------------------------------------------------
+class PerfettoWriter:
+    """Streams trace events: one process per test (named by the test id), one thread per
+    trace, one complete ("X") event per span with its attributes as args."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.pid = 0
+        self.first = True
+        stream.write('{"displayTimeUnit": "ms", "traceEvents": [\n')
+
+    def add(self, request: Mapping[str, Any]) -> None:
+        spans = list(request_spans(request))
+        if not spans:
+            return
+        self.pid += 1
+        name = str(spans[0][0].get("test.case.name", f"test {self.pid}"))
+        self._event({"ph": "M", "name": "process_name", "pid": self.pid, "args": {"name": name}})
+        self._event(
+            {
+                "ph": "M",
+                "name": "process_sort_index",
+                "pid": self.pid,
+                "args": {"sort_index": self.pid},
+            }
+        )
+        lanes: dict[str, int] = {}
+        for _, span in sorted(spans, key=lambda x: int(x[1]["startTimeUnixNano"])):
+            trace_id = span.get("traceId", "")
+            if trace_id not in lanes:
+                lanes[trace_id] = len(lanes) + 1
+                self._event(
+                    {
+                        "ph": "M",
+                        "name": "thread_name",
+                        "pid": self.pid,
+                        "tid": lanes[trace_id],
+                        "args": {"name": f"trace {trace_id[:8]}"},
+                    }
+                )
+            start = int(span["startTimeUnixNano"])
+            end = int(span["endTimeUnixNano"])
+            args = attributes_dict(span.get("attributes", []))
+            args["span_id"] = span.get("spanId")
+            if span.get("status", {}).get("code") == 2:
+                args["status"] = "error"
+            self._event(
+                {
+                    "name": span["name"],
+                    "cat": "gen_ai" if "gen_ai.operation.name" in args else "span",
+                    "ph": "X",
+                    "ts": start / 1000,
+                    "dur": max(end - start, 0) / 1000,
+                    "pid": self.pid,
+                    "tid": lanes[trace_id],
+                    "args": args,
+                }
+            )
+
+    def close(self) -> None:
+        self.stream.write("\n]}\n")
+
+    def _event(self, event: dict[str, Any]) -> None:
+        self.stream.write(("" if self.first else ",\n") + json.dumps(event, default=str))
+        self.first = False

@@ -1,0 +1,59 @@
+"""Shared by the chaos tests: the inner-test header (SDK clients against the local
+provider server) and how inner pytester runs are started."""
+
+from __future__ import annotations
+
+import pytest
+
+HEADER = """
+import asyncio, json, os, time
+import anthropic, httpx2, openai, pytest, requests
+
+URL = os.environ["LLM_URL"]
+M = [{"role": "user", "content": "say hello to the test"}]
+
+
+def oai(**kw):
+    return openai.OpenAI(base_url=URL + "/v1", max_retries=kw.pop("max_retries", 0), **kw)
+
+
+def ant(**kw):
+    return anthropic.Anthropic(base_url=URL, max_retries=kw.pop("max_retries", 0), **kw)
+
+
+def chat(client=None, **kw):
+    return (client or oai()).chat.completions.create(model="gpt-4o", messages=M, **kw)
+
+
+def msg(client=None, **kw):
+    return (client or ant()).messages.create(model="claude-test", max_tokens=64, messages=M, **kw)
+
+
+def ordered(llmobs):
+    return sorted(llmobs.calls, key=lambda c: c.started_at)
+
+
+def seen(llmobs):
+    return [(c.status_code, c.attempt, c.attributes.get("llmobs.chaos.fault"))
+            for c in ordered(llmobs)]
+
+
+def stream_text(stream):
+    return "".join((c.choices[0].delta.content or "") for c in stream if c.choices)
+"""
+
+INNER_ARGS = (
+    "-p",
+    "no:cacheprovider",
+    "-o",
+    "asyncio_mode=auto",
+    "-o",
+    "asyncio_default_fixture_loop_scope=function",
+)
+
+
+def run(pytester: pytest.Pytester, body: str, passed: int) -> pytest.RunResult:
+    pytester.makepyfile(test_inner=HEADER + body)
+    result = pytester.runpytest(*INNER_ARGS, "--llm-chaos-seed=7")
+    result.assert_outcomes(passed=passed)
+    return result

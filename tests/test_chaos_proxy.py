@@ -1,0 +1,358 @@
+"""`llmobs proxy` end to end: a subprocess in front of the local provider server, real SDKs
+through it, faults from headers and scenarios, streams passed through on time, Prometheus
+metrics, OTLP spans to a receiver started here, and a graceful SIGTERM."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx2
+import openai
+import pytest
+import requests
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from pytest_llmobs.testing import ProviderServer
+
+M = [{"role": "user", "content": "say hello to the test"}]
+
+
+class Proxy:
+    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
+        self.process = process
+        self.url = url
+        self.signaled = False
+
+    def terminate(self) -> None:
+        self.signaled = True
+        self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 20) -> tuple[int, str, str]:
+        if self.process.poll() is None and not self.signaled:
+            self.terminate()
+        out, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, out, err
+
+
+def start_proxy(upstream: str, *args: str) -> Proxy:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest_llmobs.cli",
+            "proxy",
+            "--upstream",
+            upstream,
+            "--listen",
+            "127.0.0.1:0",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        raise AssertionError(f"proxy did not start: {process.communicate()[1]}")
+    assert line.startswith("llmobs proxy listening on http://127.0.0.1:"), line
+    return Proxy(process, line.split()[4])
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.server.posts.append((self.path, self.headers["content-type"], body))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def otlp() -> Iterator[ThreadingHTTPServer]:
+    """A minimal OTLP/HTTP receiver: records every POST."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server.posts = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _spans(receiver: ThreadingHTTPServer) -> list[Any]:
+    spans = []
+    for path, content_type, body in receiver.posts:  # type: ignore[attr-defined]
+        assert path == "/v1/traces" and content_type == "application/x-protobuf"
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for resource in request.resource_spans:
+            for scope in resource.scope_spans:
+                spans.extend(scope.spans)
+    return spans
+
+
+def _attrs(span: Any) -> dict[str, Any]:
+    out = {}
+    for kv in span.attributes:
+        value = kv.value
+        out[kv.key] = getattr(value, value.WhichOneof("value"))
+    return out
+
+
+def test_proxy_end_to_end(
+    provider: ProviderServer, otlp: ThreadingHTTPServer, tmp_path: Path
+) -> None:
+    provider.configure(reply="alpha beta gamma delta epsilon")
+    proxy = start_proxy(
+        provider.url, "--seed", "5", "--otlp-endpoint", f"http://127.0.0.1:{otlp.server_port}"
+    )
+    try:
+        oai = openai.OpenAI(base_url=proxy.url + "/v1", api_key="sk-x", max_retries=0)
+        ant = anthropic.Anthropic(base_url=proxy.url, api_key="sk-x", max_retries=0)
+        # plain traffic passes through
+        out = oai.chat.completions.create(model="gpt-4o", messages=M)
+        assert out.choices[0].message.content == "alpha beta gamma delta epsilon"
+
+        # a header fault: answered by the proxy, retried by the SDK, header never forwarded
+        before = len(provider.requests)
+        raw = oai.with_options(max_retries=2).chat.completions.with_raw_response.create(
+            model="gpt-4o",
+            messages=M,
+            extra_headers={"x-llmobs-fault": "rate_limit; retry_after=0.1"},
+        )
+        assert raw.retries_taken == 1 and raw.parse().choices[0].message.content
+        forwarded = provider.requests[before:]
+        assert len(forwarded) == 1 and "x-llmobs-fault" not in forwarded[0].headers
+        with pytest.raises(anthropic.OverloadedError):
+            ant.messages.create(
+                model="claude-test",
+                max_tokens=32,
+                messages=M,
+                extra_headers={"x-llmobs-fault": "overloaded"},
+            )
+
+        # stream faults damage the real upstream answer on its way through
+        got = []
+        with pytest.raises(openai.APIConnectionError) as info:
+            for chunk in oai.chat.completions.create(
+                model="gpt-4o",
+                messages=M,
+                stream=True,
+                extra_headers={"x-llmobs-fault": "stream_cut; after=2"},
+            ):
+                got.append(chunk.choices[0].delta.content or "")
+        assert isinstance(info.value.__cause__, httpx2.RemoteProtocolError)
+        assert "".join(got) == "alpha beta"
+        chunks = list(
+            oai.chat.completions.create(
+                model="gpt-4o",
+                messages=M,
+                stream=True,
+                extra_headers={"x-llmobs-fault": "stream_truncated; after=3"},
+            )
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == "alpha beta gamma"
+        assert all(c.choices[0].finish_reason is None for c in chunks)
+        with ant.messages.stream(
+            model="claude-test",
+            max_tokens=32,
+            messages=M,
+            extra_headers={"x-llmobs-fault": "truncate_length"},
+        ) as stream:
+            final = stream.get_final_message()
+        assert final.stop_reason == "max_tokens"
+        assert final.content[0].text == "alpha beta gamma delta epsilon"
+
+        # transport faults
+        with pytest.raises(openai.APITimeoutError):
+            oai.with_options(timeout=0.3).chat.completions.create(
+                model="gpt-4o", messages=M, extra_headers={"x-llmobs-fault": "timeout"}
+            )
+        with pytest.raises(openai.APIConnectionError) as reset:
+            oai.chat.completions.create(
+                model="gpt-4o", messages=M, extra_headers={"x-llmobs-fault": "connection_reset"}
+            )
+        assert "Server disconnected" in str(reset.value.__cause__)
+
+        # a bad header is the caller's mistake, said in the provider's error shape
+        bad = requests.post(
+            proxy.url + "/v1/chat/completions",
+            json={"model": "gpt-4o", "messages": M},
+            headers={"x-llmobs-fault": "rate_limt"},
+            timeout=5,
+        )
+        assert bad.status_code == 400
+        assert "unknown fault 'rate_limt'" in bad.json()["error"]["message"]
+
+        health = requests.get(proxy.url + "/healthz", timeout=5).json()
+        assert health == {"status": "ok", "upstream": provider.url, "rules": 0, "seed": 5}
+        metrics = requests.get(proxy.url + "/metrics", timeout=5).text
+        faults = "llmobs_proxy_faults_injected_total"
+        total = "llmobs_proxy_requests_total"
+        for line in (
+            f'{faults}{{fault="rate_limit",provider="openai",source="header"}} 1.0',
+            f'{faults}{{fault="overloaded",provider="anthropic",source="header"}} 1.0',
+            f'{total}{{fault="stream_cut",method="POST",provider="openai",status="200"}} 1.0',
+            f'{total}{{fault="none",method="POST",provider="openai",status="200"}} 2.0',
+            "llmobs_proxy_in_flight_requests 0.0",
+        ):
+            assert line in metrics, line
+        assert "llmobs_proxy_request_duration_seconds_bucket" in metrics
+    finally:
+        code, out, err = proxy.stop()
+    assert code == 0, err
+    assert '"stopped": true' in out and "Traceback" not in err
+
+    spans = _spans(otlp)
+    by_fault = {_attrs(s).get("llmobs.chaos.fault"): s for s in spans}
+    limited = by_fault["rate_limit"]
+    attrs = _attrs(limited)
+    assert limited.name == "chat gpt-4o"
+    assert attrs["gen_ai.provider.name"] == "openai" and attrs["http.response.status_code"] == 429
+    assert attrs["error.type"] == "rate_limit_exceeded"
+    assert [e.name for e in limited.events] == ["llmobs.chaos.injected"]
+    cut = _attrs(by_fault["stream_cut"])
+    assert cut["llmobs.truncated"] is True and cut["gen_ai.request.stream"] is True
+    plain = [s for s in spans if "llmobs.chaos.fault" not in _attrs(s)]
+    assert any(_attrs(s).get("gen_ai.usage.output_tokens") == 5 for s in plain)
+    assert len(spans) >= 9
+
+
+def test_proxy_preserves_stream_timing(provider: ProviderServer) -> None:
+    provider.configure(reply="one two three four five six", chunk_delay_s=0.08)
+    proxy = start_proxy(provider.url, "--seed", "1")
+
+    def arrivals(base: str) -> list[float]:
+        client = httpx2.Client(timeout=10)
+        body = {"model": "gpt-4o", "messages": M, "stream": True}
+        started = time.perf_counter()
+        offsets = []
+        with client.stream("POST", base + "/v1/chat/completions", json=body) as response:
+            for _ in response.iter_raw():
+                offsets.append(time.perf_counter() - started)
+        client.close()
+        return offsets
+
+    try:
+        direct = arrivals(provider.url)
+        proxied = arrivals(proxy.url)
+    finally:
+        assert proxy.stop()[0] == 0
+    assert len(proxied) >= 6
+    # chunks arrive as the upstream sends them: spread over the whole answer, not at the end
+    assert proxied[0] < proxied[-1] - 0.3
+    gaps = [b - a for a, b in itertools.pairwise(proxied) if b - a > 0.04]
+    assert len(gaps) >= 5 and all(gap < 0.3 for gap in gaps)
+    assert abs(proxied[-1] - direct[-1]) < 0.1
+
+
+SCENARIO = """\
+name: half-mini
+seed: 42
+rules:
+  - fault: rate_limit
+    probability: 0.5
+    match: {model: "gpt-4o-mini"}
+    params: {retry_after: 0}
+"""
+
+
+def test_proxy_scenario_by_probability_and_match(provider: ProviderServer, tmp_path: Path) -> None:
+    scenario = tmp_path / "chaos.yaml"
+    scenario.write_text(SCENARIO)
+
+    def statuses() -> list[tuple[str, int]]:
+        proxy = start_proxy(provider.url, "--scenario", str(scenario))
+        try:
+            out = []
+            for i in range(16):
+                model = "gpt-4o-mini" if i % 2 else "gpt-4o"
+                response = requests.post(
+                    proxy.url + "/v1/chat/completions",
+                    json={"model": model, "messages": M},
+                    timeout=5,
+                )
+                out.append((model, response.status_code))
+            return out
+        finally:
+            assert proxy.stop()[0] == 0
+
+    first, second = statuses(), statuses()
+    assert first == second  # the scenario's seed: same faults, same requests
+    assert {status for model, status in first if model == "gpt-4o"} == {200}
+    mini = [status for model, status in first if model == "gpt-4o-mini"]
+    assert 429 in mini and 200 in mini
+
+
+def test_proxy_stops_gracefully_on_sigterm(provider: ProviderServer) -> None:
+    provider.configure(reply="a b c d e f g h", chunk_delay_s=0.1)
+    proxy = start_proxy(provider.url, "--seed", "1", "--shutdown-timeout", "5")
+    received: list[bytes] = []
+    first = threading.Event()
+
+    def slow_stream() -> None:
+        body = {"model": "gpt-4o", "messages": M, "stream": True}
+        with requests.post(
+            proxy.url + "/v1/chat/completions", json=body, stream=True, timeout=10
+        ) as response:
+            for line in response.iter_lines():
+                received.append(line)
+                first.set()
+
+    thread = threading.Thread(target=slow_stream)
+    thread.start()
+    assert first.wait(5)
+    proxy.terminate()
+    thread.join(10)
+    code, out, err = proxy.stop()
+    assert code == 0, err
+    assert b"data: [DONE]" in received  # the request in flight finished
+    assert "stopping" in out
+    with pytest.raises(requests.ConnectionError):
+        requests.get(proxy.url + "/healthz", timeout=2)
+
+
+def test_proxy_reports_a_dead_upstream_and_bad_arguments(tmp_path: Path) -> None:
+    proxy = start_proxy("http://127.0.0.1:9", "--seed", "1")
+    try:
+        response = requests.post(
+            proxy.url + "/v1/chat/completions", json={"model": "gpt-4o", "messages": M}, timeout=10
+        )
+        assert response.status_code == 502
+        assert response.json()["error"]["type"] == "llmobs_proxy_error"
+    finally:
+        assert proxy.stop()[0] == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - fault: stream_cutt\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_llmobs.cli",
+            "proxy",
+            "--upstream",
+            "http://x",
+            "--scenario",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert f"{bad}:2: unknown fault 'stream_cutt'; valid faults: rate_limit" in result.stderr

@@ -1,0 +1,494 @@
+"""Trace structure: expected trees in four match modes, side-by-side failures, snapshots."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from pytest_llmobs import Range, Span
+from pytest_llmobs.snapshots import SnapshotTarget, check_snapshot, dumps, span_shape
+from pytest_llmobs.testing import ProviderServer
+from pytest_llmobs.tracetree import compile_spec, match_trace, render_forest
+
+# -- synthetic spans -----------------------------------------------------------------------
+
+
+class Trace:
+    """Builds finished spans with a private provider: `with t("name", attr=1): ...`."""
+
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = provider.get_tracer("test")
+
+    @contextmanager
+    def __call__(
+        self, name: str, kind: SpanKind = SpanKind.INTERNAL, **attrs: Any
+    ) -> Iterator[None]:
+        with self.tracer.start_as_current_span(
+            name, kind=kind, attributes={k.replace("__", "."): v for k, v in attrs.items()}
+        ) as span:
+            yield
+            if attrs.get("error__type"):
+                span.set_status(Status(StatusCode.ERROR))
+
+    @property
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+
+def rag_trace() -> Trace:
+    """rag.answer
+    |-- rag.retrieve
+    |   `-- embeddings text-embedding-3-small
+    |-- chat gpt-4o          (5 output tokens)
+    `-- chat gpt-4o-mini     (50 output tokens)"""
+    t = Trace()
+    with t("rag.answer", gen_ai__conversation__id="c-1"):
+        with (
+            t("rag.retrieve"),
+            t("embeddings text-embedding-3-small", kind=SpanKind.CLIENT, server__port=1234),
+        ):
+            pass
+        with t(
+            "chat gpt-4o",
+            kind=SpanKind.CLIENT,
+            gen_ai__request__model="gpt-4o",
+            gen_ai__usage__output_tokens=5,
+            gen_ai__response__finish_reasons=("stop",),
+        ):
+            pass
+        with t(
+            "chat gpt-4o-mini",
+            kind=SpanKind.CLIENT,
+            gen_ai__request__model="gpt-4o-mini",
+            gen_ai__usage__output_tokens=50,
+            gen_ai__response__id="chatcmpl-123",
+        ):
+            pass
+    return t
+
+
+SAME = {"rag.answer": {"rag.retrieve": ["embeddings *"], "chat *": 2}}
+REORDERED = {"rag.answer": {"chat *": 2, "rag.retrieve": ["embeddings *"]}}
+PART = {"rag.answer": ["chat gpt-4o-mini"]}
+MORE = {"rag.answer": {"rag.retrieve": ["embeddings *"], "chat *": 2, "rerank": {}}}
+
+
+@pytest.mark.parametrize(
+    ("expected", "passes"),
+    [
+        (SAME, {"strict", "unordered", "subset", "superset"}),
+        (REORDERED, {"unordered", "subset", "superset"}),
+        (PART, {"subset"}),
+        (MORE, {"superset"}),
+    ],
+    ids=["same", "reordered", "part", "more"],
+)
+@pytest.mark.parametrize("mode", ["strict", "unordered", "subset", "superset"])
+def test_mode_matrix(expected: Any, passes: set[str], mode: Any) -> None:
+    mismatch = match_trace(expected, rag_trace().spans, mode)
+    assert (mismatch is None) == (mode in passes), mismatch
+
+
+def test_strict_failure_shows_both_trees_side_by_side() -> None:
+    mismatch = match_trace(REORDERED, rag_trace().spans, "strict")
+    assert mismatch is not None
+    lines = mismatch.message.splitlines()
+    assert lines[0] == (
+        "trace does not match the expected tree (mode=strict): "
+        "under 'rag.answer': expected 'chat *', got 'rag.retrieve'"
+    )
+    table = "\n".join(lines[2:])
+    assert table == (
+        "   expected             |    actual\n"
+        "------------------------+---------------------------------------------\n"
+        "   rag.answer           |    rag.answer\n"
+        ">> |-- chat * (x2)      | >> |-- rag.retrieve\n"
+        "   `-- rag.retrieve     |    |   `-- embeddings text-embedding-3-small\n"
+        "       `-- embeddings * |    |-- chat gpt-4o\n"
+        "                        |    `-- chat gpt-4o-mini"
+    )
+
+
+def test_unordered_failure_too_many() -> None:
+    mismatch = match_trace(
+        {"rag.answer": ["rag.retrieve", "chat *"]}, rag_trace().spans, "unordered"
+    )
+    assert mismatch is not None
+    assert "under 'rag.answer': unexpected span 'rag.retrieve'" not in mismatch.message
+    # rag.retrieve has a child the expected leaf does not: that is the first difference
+    assert mismatch.difference.reason == (
+        "under 'rag.answer > rag.retrieve': unexpected span 'embeddings text-embedding-3-small'"
+    )
+    mismatch = match_trace(
+        {"rag.answer": [{"rag.retrieve": ["embeddings *"]}, "chat *"]},
+        rag_trace().spans,
+        "unordered",
+    )
+    assert mismatch is not None
+    assert mismatch.difference.reason == (
+        "under 'rag.answer': one 'chat *' too many (expected 1, found 2)"
+    )
+    assert ">> `-- chat gpt-4o-mini" in mismatch.message
+
+
+def test_subset_failure_missing_span() -> None:
+    mismatch = match_trace({"rag.answer": ["rerank"]}, rag_trace().spans, "subset")
+    assert mismatch is not None
+    assert mismatch.difference.reason == "under 'rag.answer': expected 'rerank', found none"
+    assert ">> `-- rerank" in mismatch.message
+    assert ">> rag.answer" in mismatch.message  # where it should have been
+
+
+def test_subset_roots_anchor_anywhere() -> None:
+    spans = rag_trace().spans
+    assert match_trace({"rag.retrieve": ["embeddings *"]}, spans, "subset") is None
+    assert match_trace({"chat *": 2}, spans, "subset") is None
+    mismatch = match_trace({"chat *": 3}, spans, "subset")
+    assert mismatch is not None
+    assert mismatch.difference.reason == "at the top level: expected 3 x 'chat *', found 2"
+
+
+def test_superset_failure_unexpected_span() -> None:
+    mismatch = match_trace({"rag.answer": {"chat *": (0, 5)}}, rag_trace().spans, "superset")
+    assert mismatch is not None
+    assert mismatch.difference.reason == (
+        "under 'rag.answer': unexpected span 'rag.retrieve' (not in the expected tree)"
+    )
+    assert ">> |-- rag.retrieve" in mismatch.message
+
+
+def test_attribute_predicates() -> None:
+    spans = rag_trace().spans
+
+    def ok(attrs: dict[str, Any]) -> bool:
+        expected = {
+            "rag.answer": {"rag.retrieve": ["embeddings *"], "chat *": {"count": 2, "attrs": attrs}}
+        }
+        return match_trace(expected, spans, "strict") is None
+
+    assert ok({"gen_ai.request.model": re.compile(r"gpt-4o.*")})
+    assert ok({"gen_ai.usage.output_tokens": (1, 100)})
+    assert ok({"gen_ai.usage.output_tokens": Range(1, None)})
+    assert ok({"gen_ai.usage.output_tokens": int})
+    assert ok({"gen_ai.usage.output_tokens": lambda v: v % 5 == 0})
+    assert ok({"gen_ai.request.model": ...})
+    assert ok({"error.type": None})
+    assert not ok({"gen_ai.usage.output_tokens": (1, 10)})
+    assert not ok({"gen_ai.request.model": "gpt-4o"})
+    assert not ok({"gen_ai.request.model": None})
+    assert not ok({"missing.attribute": ...})
+    assert not ok({"gen_ai.usage.output_tokens": lambda v: 1 / 0})
+    # sequences compare as lists; a spec's own attributes with keyword arguments
+    first = Span("chat gpt-4o", gen_ai__response__finish_reasons=["stop"])
+    tree = Span("rag.answer", Span("rag.retrieve", "embeddings *"), first, "chat gpt-4o-mini")
+    assert match_trace(tree, spans, "strict") is None
+
+
+def test_attribute_failure_message() -> None:
+    spec = Span(
+        "rag.answer",
+        Span("rag.retrieve", "embeddings *"),
+        Span("chat *", count=2, attrs={"gen_ai.usage.output_tokens": Range(1, 10)}),
+    )
+    mismatch = match_trace(spec, rag_trace().spans, "strict")
+    assert mismatch is not None
+    assert mismatch.difference.reason == (
+        "under 'rag.answer': expected 'chat *' (#2), got 'chat gpt-4o-mini': "
+        "gen_ai.usage.output_tokens: expected in 1..10, got 50"
+    )
+    assert ">> `-- chat * (x2) [gen_ai.usage.output_tokens in 1..10]" in mismatch.message
+    assert ">> `-- chat gpt-4o-mini" in mismatch.message
+
+
+def test_counts() -> None:
+    spans = rag_trace().spans
+    for count, ok in [(2, True), ((1, 3), True), ((3, None), False), (Range(0, 1), False)]:
+        expected = {"rag.answer": {"rag.retrieve": ["embeddings *"], "chat *": {"count": count}}}
+        assert (match_trace(expected, spans, "strict") is None) is ok, count
+    # optional spans: count 0..1 lets a span be there or not
+    expected = {"rag.answer": {"rerank": (0, 1), "rag.retrieve": ["embeddings *"], "chat *": 2}}
+    assert match_trace(expected, spans, "strict") is None
+    # strict order with counts: a greedy glob must give spans back to a later sibling
+    expected = {
+        "rag.answer": {"rag.retrieve": ["embeddings *"], "chat *": (1, 2), "chat gpt-4o-mini": 1}
+    }
+    assert match_trace(expected, spans, "strict") is None
+
+
+def test_spec_forms_and_errors() -> None:
+    assert [s.name for s in compile_spec(["a", {"b": None, "c": 2}, Span("d")])] == list("abcd")
+    [only] = compile_spec({"a": {"children": {"b": {}}, "attrs": {"k": 1}, "count": (0, 2)}})
+    assert (only.name, [c.name for c in only.children], only.attrs) == ("a", ["b"], {"k": 1})
+    assert str(only.count) == "0..2"
+    with pytest.raises(TypeError, match="count must be"):
+        Span("a", count="many")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="max < min"):
+        Span("a", count=(3, 1))
+    with pytest.raises(TypeError, match="no parent span"):
+        compile_spec(["a", ["b"]])
+    with pytest.raises(TypeError, match="is not a span"):
+        compile_spec(42)
+    with pytest.raises(ValueError, match="strict, unordered, subset, superset"):
+        match_trace("a", [], "loose")  # type: ignore[arg-type]
+
+
+def test_empty_and_multiple_roots() -> None:
+    assert match_trace([], [], "strict") is None
+    mismatch = match_trace("a", [], "strict")
+    assert mismatch is not None and "(no spans)" in mismatch.message
+    t = Trace()
+    with t("one"):
+        pass
+    with t("two"):
+        pass
+    assert match_trace(["one", "two"], t.spans, "strict") is None
+    assert match_trace(["two", "one"], t.spans, "unordered") is None
+    assert render_forest(t.spans) == "one\ntwo"
+
+
+# -- snapshots -----------------------------------------------------------------------------
+
+
+def test_snapshot_shape_is_stable() -> None:
+    shape = span_shape(rag_trace().spans)
+    [root] = shape["spans"]
+    assert root["attributes"] == {"gen_ai.conversation.id": "<id>"}
+    names = [child["name"] for child in root["children"]]
+    assert names == ["chat gpt-4o", "chat gpt-4o-mini", "rag.retrieve"]  # canonical order
+    mini = root["children"][1]
+    assert mini["kind"] == "CLIENT"
+    # tokens dropped, ids masked, model kept
+    assert mini["attributes"] == {
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.id": "<id>",
+    }
+    assert root["children"][0]["attributes"]["gen_ai.response.finish_reasons"] == ["stop"]
+    embeddings = root["children"][2]["children"][0]
+    assert "attributes" not in embeddings  # server.port dropped
+    ordered = span_shape(rag_trace().spans, ordered=True)
+    assert [c["name"] for c in ordered["spans"][0]["children"]] == [
+        "rag.retrieve",
+        "chat gpt-4o",
+        "chat gpt-4o-mini",
+    ]
+    kept = span_shape(rag_trace().spans, keep=["gen_ai.usage.*"], drop=["gen_ai.request.*"])
+    assert kept["spans"][0]["children"][1]["attributes"] == {
+        "gen_ai.response.id": "<id>",
+        "gen_ai.usage.output_tokens": 50,
+    }
+    assert dumps(shape) == dumps(span_shape(rag_trace().spans))  # run to run
+
+
+def test_snapshot_files(tmp_path: Path) -> None:
+    target = SnapshotTarget.for_test(tmp_path / "test_rag.py", "test_rag.py::TestX::test_y[a/b]")
+    path = target.path()
+    assert path == tmp_path / "__llmobs_snapshots__" / "test_rag" / "TestX.test_y[a_b].json"
+    assert target.path().name == "TestX.test_y[a_b].1.json"
+    assert target.path("after retry").name == "TestX.test_y[a_b].after_retry.json"
+
+    shape = span_shape(rag_trace().spans)
+    missing = check_snapshot(shape, path, update=False)
+    assert missing.outcome == "missing" and missing.failed and not path.exists()
+    assert "--llm-snapshot-update" in missing.message
+    assert check_snapshot(shape, path, update=True).outcome == "created"
+    assert json.loads(path.read_text()) == shape
+    assert check_snapshot(shape, path, update=False).outcome == "matched"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary files left
+
+    t = Trace()
+    with t("rag.answer", gen_ai__conversation__id="c-2"):
+        with t("chat gpt-4o", gen_ai__request__model="gpt-4o"):
+            pass
+        with t("chat gpt-4o-mini", gen_ai__request__model="gpt-4.1"):
+            pass
+    changed = check_snapshot(span_shape(t.spans), path, update=False)
+    assert changed.outcome == "differs"
+    assert changed.message.splitlines() == [
+        f"trace does not match snapshot {path}",
+        "  rag.answer > chat gpt-4o: attribute gen_ai.response.finish_reasons: removed ['stop']",
+        "  rag.answer > chat gpt-4o: kind: removed 'CLIENT'",
+        "  rag.answer > chat gpt-4o-mini: attribute gen_ai.request.model: "
+        "'gpt-4o-mini' -> 'gpt-4.1'",
+        "  rag.answer > chat gpt-4o-mini: attribute gen_ai.response.id: removed '<id>'",
+        "  rag.answer > chat gpt-4o-mini: kind: removed 'CLIENT'",
+        "  rag.answer: child span: removed span 'rag.retrieve' (+1 below)",
+        "(run pytest with --llm-snapshot-update to accept the new trace)",
+    ]
+    assert check_snapshot(span_shape(t.spans), path, update=True).outcome == "updated"
+    assert check_snapshot(span_shape(t.spans), path, update=False).outcome == "matched"
+    path.write_text("{not json")
+    broken = check_snapshot(shape, path, update=False)
+    assert broken.outcome == "differs" and "cannot be read" in broken.message
+
+
+# -- end to end: real SDKs against the local provider server --------------------------------
+
+HEADER = """
+import os
+import anthropic, openai, pytest
+from opentelemetry import trace
+from pytest_llmobs import Range, Span
+
+URL = os.environ["LLM_URL"]
+MESSAGES = [{"role": "user", "content": "say hello to the test"}]
+tracer = trace.get_tracer("app")
+
+
+def oai():
+    return openai.OpenAI(base_url=URL + "/v1", max_retries=0)
+
+
+def ant():
+    return anthropic.Anthropic(base_url=URL, max_retries=0)
+
+
+def agent(model="gpt-4o"):
+    with tracer.start_as_current_span("agent.run"):
+        with tracer.start_as_current_span("tool.search"):
+            pass
+        oai().chat.completions.create(model=model, messages=MESSAGES)
+        ant().messages.create(model="claude-test", max_tokens=50, messages=MESSAGES)
+"""
+
+INNER_ARGS = (
+    "-p",
+    "no:cacheprovider",
+    "-o",
+    "asyncio_mode=auto",
+    "-o",
+    "asyncio_default_fixture_loop_scope=function",
+)
+
+# What the app above produces: anthropic 2.x wraps each call in its own span.
+TREE = """
+EXPECTED = {"agent.run": {
+    "tool.search": {},
+    "chat gpt-4o": {"attrs": {"gen_ai.provider.name": "openai",
+                              "gen_ai.usage.output_tokens": Range(1, 20)}},
+    "anthropic.messages.create": {"chat claude-test": {}},
+}}
+"""
+
+
+def test_assert_trace_end_to_end(pytester: pytest.Pytester, provider: ProviderServer) -> None:
+    pytester.makepyfile(
+        test_inner=HEADER
+        + TREE
+        + """
+@pytest.mark.parametrize("mode", ["strict", "unordered", "subset", "superset"])
+def test_passes(llmobs, mode):
+    agent()
+    llmobs.assert_trace(EXPECTED, mode=mode)
+    # subset: expected roots may sit anywhere, so this finds both chat spans
+    llmobs.assert_trace(Span("chat *", count=2, attrs={"gen_ai.operation.name": "chat"}),
+                        mode="subset")
+
+def test_strict_fails(llmobs):
+    agent()
+    llmobs.assert_trace({"agent.run": ["chat gpt-4o", "tool.search",
+                                       {"anthropic.messages.create": ["chat claude-test"]}]})
+
+def test_unordered_fails(llmobs):
+    agent(model="gpt-4o-mini")
+    llmobs.assert_trace(EXPECTED, mode="unordered")
+
+def test_subset_fails(llmobs):
+    agent()
+    llmobs.assert_trace({"agent.run": {"chat *": 3}}, mode="subset")
+
+def test_superset_fails(llmobs):
+    agent()
+    llmobs.assert_trace({"agent.run": ["tool.search", "chat gpt-4o"]}, mode="superset")
+"""
+    )
+    result = pytester.runpytest(*INNER_ARGS)
+    result.assert_outcomes(passed=4, failed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_strict_fails _*",
+            "E *trace does not match the expected tree (mode=strict): under 'agent.run': "
+            "expected 'chat gpt-4o', got 'tool.search'",
+            "E *   expected * |    actual",
+            "E *   agent.run * |    agent.run",
+            "E *>> |-- chat gpt-4o * | >> |-- tool.search",
+            "E *   |-- tool.search * |    |-- chat gpt-4o",
+            "E *   `-- anthropic.messages.create |    `-- anthropic.messages.create",
+            "E *       `-- chat claude-test * |        `-- chat claude-test",
+            "*_ test_unordered_fails _*",
+            "E *(mode=unordered): under 'agent.run': expected 'chat gpt-4o', found none; "
+            "left over: 'chat gpt-4o-mini'",
+            "E *>> |-- chat gpt-4o [gen_ai.provider.name='openai', * | >> |-- chat gpt-4o-mini",
+            "*_ test_subset_fails _*",
+            "E *(mode=subset): under 'agent.run': expected 3 x 'chat *', found 1",
+            "E *>> `-- chat * (x3)*|    |-- tool.search",
+            "*_ test_superset_fails _*",
+            "E *(mode=superset): under 'agent.run': unexpected span "
+            "'anthropic.messages.create' (not in the expected tree)",
+            "E * | >> `-- anthropic.messages.create",
+        ]
+    )
+
+
+def test_snapshot_create_compare_update(
+    pytester: pytest.Pytester, provider: ProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = (
+        HEADER
+        + """
+def test_agent(llmobs):
+    agent(model=os.environ.get("MODEL", "gpt-4o"))
+    llmobs.assert_trace_snapshot()
+"""
+    )
+    pytester.makepyfile(test_inner=body)
+    snapshot = pytester.path / "__llmobs_snapshots__" / "test_inner" / "test_agent.json"
+
+    missing = pytester.runpytest(*INNER_ARGS)
+    missing.assert_outcomes(failed=1)
+    missing.stdout.fnmatch_lines(
+        [
+            "E *trace snapshot *test_agent.json does not exist.",
+            "E *Run pytest with --llm-snapshot-update to create it*",
+        ]
+    )
+    assert not snapshot.exists()
+
+    pytester.runpytest(*INNER_ARGS, "--llm-snapshot-update").assert_outcomes(passed=1)
+    golden = json.loads(snapshot.read_text())
+    [root] = golden["spans"]
+    assert root["name"] == "agent.run"
+    chat = next(c for c in root["children"] if c["name"] == "chat gpt-4o")
+    assert chat["attributes"]["gen_ai.request.model"] == "gpt-4o"
+    assert "gen_ai.usage.input_tokens" not in chat["attributes"]
+    assert "server.port" not in chat["attributes"]
+    assert chat["attributes"]["gen_ai.response.id"] == "<id>"
+
+    pytester.runpytest(*INNER_ARGS).assert_outcomes(passed=1)  # a second run compares equal
+
+    monkeypatch.setenv("MODEL", "gpt-4.1")
+    changed = pytester.runpytest(*INNER_ARGS)
+    changed.assert_outcomes(failed=1)
+    changed.stdout.fnmatch_lines(
+        [
+            "E *trace does not match snapshot *test_agent.json",
+            "E *agent.run > chat gpt-4o: attribute gen_ai.request.model: 'gpt-4o' -> 'gpt-4.1'",
+            "E *agent.run > chat gpt-4o: name: 'chat gpt-4o' -> 'chat gpt-4.1'",
+            "E *(run pytest with --llm-snapshot-update to accept the new trace)",
+        ]
+    )
+    pytester.makeini("[pytest]\nllm_snapshot_update = true\n")  # the ini twin
+    pytester.runpytest(*INNER_ARGS).assert_outcomes(passed=1)
+    assert "chat gpt-4.1" in snapshot.read_text()
