@@ -28,7 +28,8 @@ demo: $(STAMP)
 	$(BIN)/python example_suites/demo.py
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/bench_capture.py
+	$(BIN)/python benchmarks/bench_proxy.py
 
 clean:
 	rm -rf $(VENV) llmobs-artifacts .pytest_cache .mypy_cache .ruff_cache
