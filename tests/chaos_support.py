@@ -4,6 +4,7 @@ provider server) and how inner pytester runs are started."""
 from __future__ import annotations
 
 import pytest
+from inner import INNER_ARGS
 
 HEADER = """
 import asyncio, json, os, time
@@ -41,15 +42,6 @@ def seen(llmobs):
 def stream_text(stream):
     return "".join((c.choices[0].delta.content or "") for c in stream if c.choices)
 """
-
-INNER_ARGS = (
-    "-p",
-    "no:cacheprovider",
-    "-o",
-    "asyncio_mode=auto",
-    "-o",
-    "asyncio_default_fixture_loop_scope=function",
-)
 
 
 def run(pytester: pytest.Pytester, body: str, passed: int) -> pytest.RunResult:

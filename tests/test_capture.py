@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from inner import INNER_ARGS
 
 from pytest_llmobs.testing import ProviderServer, error_reply
 
@@ -22,16 +23,6 @@ def oai(**kw):
 def ant(**kw):
     return anthropic.Anthropic(base_url=URL, max_retries=kw.pop("max_retries", 0), **kw)
 """
-
-
-INNER_ARGS = (
-    "-p",
-    "no:cacheprovider",
-    "-o",
-    "asyncio_mode=auto",
-    "-o",
-    "asyncio_default_fixture_loop_scope=function",
-)
 
 
 def run(

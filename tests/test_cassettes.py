@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from inner import INNER_ARGS
 from test_cassettes_format import vcrpy_yaml
 
 from pytest_llmobs.cli import main as llmobs_main
@@ -53,15 +54,6 @@ def chat(client=None, **kw):
 def calls(llmobs):
     return [(c.source, c.status_code, c.usage.output_tokens) for c in llmobs.calls]
 """
-
-INNER_ARGS = (
-    "-p",
-    "no:cacheprovider",
-    "-o",
-    "asyncio_mode=auto",
-    "-o",
-    "asyncio_default_fixture_loop_scope=function",
-)
 
 
 @pytest.fixture

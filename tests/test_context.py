@@ -4,6 +4,7 @@ asyncio tasks and an HTTP hop (traceparent/baggage through a Starlette TestClien
 from __future__ import annotations
 
 import pytest
+from inner import INNER_ARGS
 
 from pytest_llmobs.testing import ProviderServer
 
@@ -27,15 +28,6 @@ def oai():
 def chat(model="gpt-4o"):
     return oai().chat.completions.create(model=model, messages=MESSAGES)
 """
-
-INNER_ARGS = (
-    "-p",
-    "no:cacheprovider",
-    "-o",
-    "asyncio_mode=auto",
-    "-o",
-    "asyncio_default_fixture_loop_scope=function",
-)
 
 
 def run(

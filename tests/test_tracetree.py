@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from inner import INNER_ARGS
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -363,14 +364,6 @@ def agent(model="gpt-4o"):
         ant().messages.create(model="claude-test", max_tokens=50, messages=MESSAGES)
 """
 
-INNER_ARGS = (
-    "-p",
-    "no:cacheprovider",
-    "-o",
-    "asyncio_mode=auto",
-    "-o",
-    "asyncio_default_fixture_loop_scope=function",
-)
 
 # What the app above produces: anthropic 2.x wraps each call in its own span.
 TREE = """
