@@ -394,7 +394,7 @@ def test_gemini_api_key_never_in_url(server: ProviderServer, llmobs: LLMObs) -> 
         json={"contents": [{"parts": [{"text": PROMPT}]}]},
     )
     [call] = llmobs.calls
-    assert "AIzaSECRET" not in call.url and "key=REDACTED" in call.url
+    assert "AIzaSECRET" not in call.url and "key=<redacted>" in call.url
     assert call.usage.input_tokens == 5
 
 

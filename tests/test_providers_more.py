@@ -701,7 +701,7 @@ def test_gemini_errors_and_key_redaction() -> None:
         "Quota exceeded",
     )
     assert call.attributes["gcp.gemini.retry_delay"] == "28s"
-    assert "AIzaSECRET" not in call.url and call.url.endswith("key=REDACTED")
+    assert "AIzaSECRET" not in call.url and call.url.endswith("key=<redacted>")
     call = parse(
         make_exchange(
             f"{GEMINI}:generateContent",

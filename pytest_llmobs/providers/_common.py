@@ -10,16 +10,16 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..calls import LLMCall
 from ..intercept.exchange import Exchange, decode_content
+from ..redaction import Redactor
 from ._json import JSONObject, integer, load_json, nonempty, number, obj
 from .sse import SSEEvent, decode_sse
 
-# Query parameters that carry credentials (Azure `api-key`, Gemini `key`, SAS `sig`):
-# the URL ends up in spans and reports, the secret must not.
-_SECRET_PARAMS = frozenset({"key", "api-key", "api_key", "access_token", "token", "sig"})
+# The URL ends up in spans and reports; credentials in its query (Azure `api-key`, Gemini
+# `key`, SAS `sig`, SigV4 presigning) must not. One rule set for all: redaction.py.
+_URL_REDACTOR = Redactor()
 _MAX_TOKEN_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
@@ -74,14 +74,7 @@ def new_call(exchange: Exchange, provider: str, operation: str, request: JSONObj
 
 
 def redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(name.lower() in _SECRET_PARAMS for name, _ in pairs):
-        return url
-    safe = [(n, "REDACTED" if n.lower() in _SECRET_PARAMS else v) for n, v in pairs]
-    return urlunsplit(parts._replace(query=urlencode(safe)))
+    return _URL_REDACTOR.url(url)
 
 
 def _attempt(exchange: Exchange) -> int:
