@@ -4,13 +4,27 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck unit bench clean
+.PHONY: test demo lint typecheck unit bench clean phoenix
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# Arize Phoenix, the real backend the live-export test sends spans to (tests/test_export.py):
+# its own venv, so its ~850 MB of dependencies stay out of ours. Re-made when the pin changes.
+PHOENIX_VERSION := 20.26.1
+PHOENIX_VENV ?= .venv-phoenix
+PHOENIX_STAMP := $(PHOENIX_VENV)/.installed-$(PHOENIX_VERSION)
+
+$(PHOENIX_STAMP):
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PHOENIX_VENV)/bin/python -m pip install --quiet 'arize-phoenix==$(PHOENIX_VERSION)'
+	touch $@
+
+phoenix: $(PHOENIX_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pytest_llmobs tests benchmarks example_suites
@@ -19,7 +33,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict pytest_llmobs
 
-unit: $(STAMP)
+unit: $(STAMP) phoenix
 	$(BIN)/python -m pytest -q tests
 
 test: lint typecheck unit
@@ -32,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_proxy.py
 
 clean:
-	rm -rf $(VENV) llmobs-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PHOENIX_VENV) llmobs-artifacts .pytest_cache .mypy_cache .ruff_cache

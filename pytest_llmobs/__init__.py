@@ -11,6 +11,7 @@ from .context import (
     trace_headers,
     user_action,
 )
+from .export import LLMExportWarning
 from .fixture import LLMObs
 from .pricing import Pricing, cost_usd
 from .tracetree import Range, Span
@@ -22,6 +23,7 @@ __all__ = [
     "ContextThreadPoolExecutor",
     "LLMBudgetWarning",
     "LLMCall",
+    "LLMExportWarning",
     "LLMObs",
     "Pricing",
     "Range",

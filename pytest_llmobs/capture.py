@@ -2,13 +2,16 @@
 
 pytest runs one test at a time per process (xdist uses processes), so "the running test"
 is well defined even for calls made from threads or tasks the test started, or from
-module- and session-scoped fixtures while it is being set up or torn down.
+module- and session-scoped fixtures while it is being set up or torn down. Whatever
+arrives while no test runs (calls at collection, in session hooks, responses that
+finish after their test ended) goes to the `outside` bucket, so it is counted too.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -32,6 +35,9 @@ class TestCapture:
     attempts: Counter[tuple[str, bytes]] = field(default_factory=Counter, repr=False)
 
 
+OUTSIDE = "(outside tests)"  # the node id of the bucket for calls made while no test runs
+
+
 class Capture:
     """Session-wide: owns the client patches and the tracer, feeds the active `TestCapture`."""
 
@@ -40,7 +46,10 @@ class Capture:
         self.interceptor = Interceptor()
         self.interceptor.listeners.append(self._on_exchange)
         self.tracing = Tracing(self._on_span, capture_content=capture_content)
+        # (test id, span) for each span captured: the live export (export.py) listens here
+        self.span_listeners: list[Callable[[str, ReadableSpan], None]] = []
         self._active: TestCapture | None = None
+        self._outside = TestCapture(OUTSIDE)
         self._lock = threading.Lock()
 
     def install(self) -> None:
@@ -65,16 +74,21 @@ class Capture:
     def active(self) -> TestCapture | None:
         return self._active
 
+    def take_outside(self) -> TestCapture | None:
+        """The calls and spans seen while no test ran since the last take (None if none)."""
+        with self._lock:
+            taken, self._outside = self._outside, TestCapture(OUTSIDE)
+        return taken if taken.calls or taken.spans else None
+
     def _on_exchange(self, exchange: Exchange) -> None:
         call = self.registry.parse(exchange)
         if call is None:
             return
         stamp_context(call, exchange.parent_context)
         with self._lock:
-            target = self._active
-            if target is not None:
-                call = _count_attempt(target, call, exchange)
-                target.calls.append(call)
+            target = self._active or self._outside
+            call = _count_attempt(target, call, exchange)
+            target.calls.append(call)
         span = self.tracing.emit(
             call, exchange.parent_context, exchange.request_header("traceparent")
         )
@@ -85,8 +99,10 @@ class Capture:
         if self.interceptor.suspended:  # a nested session is running; its spans are its own
             return
         with self._lock:
-            if self._active is not None:
-                self._active.spans.append(span)
+            target = self._active or self._outside
+            target.spans.append(span)
+        for listener in self.span_listeners:
+            listener(target.nodeid, span)
 
 
 def _count_attempt(target: TestCapture, call: LLMCall, exchange: Exchange) -> LLMCall:

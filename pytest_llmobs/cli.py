@@ -14,6 +14,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "pytest_llmobs.scan",
     "pytest_llmobs.cassettes.cli",
     "pytest_llmobs.report.merge",
+    "pytest_llmobs.encryption.cli",
 )
 
 
@@ -21,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmobs",
         description="pytest-llmobs companion command: cassettes, scans, artifacts, chaos proxy.",
+        epilog="`llmobs COMMAND --help` explains a command; the README's Reference section "
+        "lists them all, with the pytest options, markers and fixtures.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:

@@ -8,17 +8,19 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
-from . import budgets
+from . import budgets, export
 from . import settings as settings_mod
 from .capture import Capture, TestCapture
 from .cassettes import hooks as cassettes
 from .chaos import hooks as chaos
 from .fixture import LLMObs
 from .providers import Route
+from .report import watch
 from .report.hooks import ArtifactHooks
 from .report.terminal import write_summary
 from .snapshots import SnapshotTarget
 from .summary import REPORT_ATTR, RunSummary
+from .workers import WorkerPart, XdistHooks
 
 SETTINGS = pytest.StashKey[settings_mod.Settings]()
 CAPTURE = pytest.StashKey[Capture]()
@@ -46,7 +48,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS] = settings
     config.stash[CAPTURE] = capture
     price = config.stash[BUDGETS].pricing.cost_usd
-    chaos.install(config, capture, settings.llm_chaos, settings.llm_chaos_seed, price)
+    chaos.install(
+        config,
+        capture,
+        settings.llm_chaos,
+        settings.llm_chaos_seed,
+        price,
+        verdict=settings.llm_chaos_verdict,
+    )
     cassettes.install(config, capture, settings)  # after chaos: injected faults never recorded
     config.stash[RUN_SUMMARY] = RunSummary()
     config.pluginmanager.register(_ReportHooks(config.stash[RUN_SUMMARY]), "llmobs-report")
@@ -56,6 +65,16 @@ def pytest_configure(config: pytest.Config) -> None:
     artifacts.session_result = lambda: config.stash.get(SESSION_RESULT, None)
     config.stash[ARTIFACTS] = artifacts
     config.pluginmanager.register(artifacts, "llmobs-artifacts")
+    watch.install(  # baselines, token spikes, alerts and their sinks
+        config, capture, settings, config.stash[BUDGETS], config.stash[RUN_SUMMARY], artifacts
+    )
+    export.install(config, capture, settings, artifacts.redactor)  # live OTLP, when asked
+    if config.pluginmanager.hasplugin("xdist"):
+        parts: dict[str, WorkerPart] = {
+            "artifacts": artifacts,
+            "cassettes": config.stash[cassettes.HOOKS],
+        }
+        config.pluginmanager.register(XdistHooks(config, parts), "llmobs-xdist")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -96,6 +115,8 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
         return (yield)
     finally:
         capture.end_test()
+        # The report has the figures; items live all session, their calls and spans must not.
+        del item.stash[TEST_CAPTURE]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -131,7 +152,7 @@ class _ReportHooks:
     ) -> None:
         write_summary(terminalreporter, self.summary, config.get_verbosity())
         budget_config = config.stash[BUDGETS]
-        tests = {row.nodeid: row.calls for row in self.summary.rows.values()}
+        tests = self.summary.calls_by_test()
         if cost := budget_config.cost_line(tests):
             terminalreporter.write_line(cost)
         if session := config.stash.get(SESSION_RESULT, None):
@@ -142,7 +163,7 @@ class _ReportHooks:
         config = session.config
         if hasattr(config, "workerinput"):  # xdist worker: the controller checks the run
             return
-        tests = {row.nodeid: row.calls for row in self.summary.rows.values()}
+        tests = self.summary.calls_by_test()
         result = config.stash[BUDGETS].check_session(tests)
         if result is not None:
             config.stash[SESSION_RESULT] = result

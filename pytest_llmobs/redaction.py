@@ -141,7 +141,8 @@ _NON_ALNUM: Final = re.compile(r"[^a-z0-9]")
 
 # -- vendor credential formats -------------------------------------------------------------
 # Each regex starts with a literal so the engine can skip ahead at C speed; the left token
-# boundary is checked in Python on the few hits (see `_starts_token`).
+# boundary is checked in Python on the few hits (see `_starts_token`). A new format's
+# literal goes into `_SECRET_HINTS` too.
 _VENDOR: Final = (
     ("openai_key", re.compile(r"sk-(?:ant-|proj-|svcacct-|admin-)?[\w\-]{20,}", re.ASCII)),
     ("stripe_key", re.compile(r"k_live_(?<=[rs]k_live_)[A-Za-z0-9]{16,}")),
@@ -167,6 +168,11 @@ _VENDOR_FULL: Final = re.compile(
     ),
     re.ASCII,
 )
+# The lowercased literal each vendor format and `_auth_spans` needs (see _may_hold_secret).
+_SECRET_HINTS: Final = re.compile(
+    rb"sk-|k_live_|a[ks]ia|aiza|g(?:h[pousr]_|ithub_pat_)|xox|hf_|eyj|-----begin|b(?:earer|asic)"
+)
+_HINTS_MAX_LEN: Final = 1024
 _AUTH_VALUE_RE: Final = re.compile(r"[ \t]+([A-Za-z0-9\-._~+/]{8,}=*)")
 _AUTH_SCHEMES: Final = frozenset(
     {"bearer", "basic", "digest", "negotiate", "token", "aws4-hmac-sha256", "hoba", "mutual"}
@@ -269,9 +275,11 @@ class Redactor:
     _query_keys: frozenset[str] = field(init=False, repr=False)
     _body_keys: frozenset[str] = field(init=False, repr=False)
     _stem_res: tuple[re.Pattern[bytes], ...] = field(init=False, repr=False)
+    _stem_hint: re.Pattern[bytes] = field(init=False, repr=False)
     _user: tuple[tuple[str, re.Pattern[str]], ...] = field(init=False, repr=False)
     _hash_key: bytes = field(init=False, repr=False)
     _key_cache: dict[str, bool] = field(init=False, repr=False)
+    _url_cache: dict[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         user: list[tuple[str, re.Pattern[str]]] = []
@@ -296,9 +304,11 @@ class Redactor:
             "_query_keys": DEFAULT_SECRET_QUERY_KEYS | {k.lower() for k in self.extra_query_keys},
             "_body_keys": body_keys,
             "_stem_res": stem_res,
+            "_stem_hint": re.compile(b"|".join(re.escape(st.encode()) for st in sorted(stems))),
             "_user": tuple(user),
             "_hash_key": salt if len(salt) <= 64 else hashlib.blake2b(salt).digest(),
             "_key_cache": {},
+            "_url_cache": {},
             "pii_functions": tuple(self.pii_functions),
         }
         for name, value in init.items():
@@ -340,6 +350,14 @@ class Redactor:
 
     def url(self, url: str) -> str:
         """Redact secret query values, a URL password and secret-looking values in a URL."""
+        done = self._url_cache.get(url)
+        if done is None:
+            done = self._url(url)
+            if len(self._url_cache) < 1024:  # a run calls few endpoints, each many times
+                self._url_cache[url] = done
+        return url if done == url else done
+
+    def _url(self, url: str) -> str:
         head, hash_sign, fragment = url.partition("#")
         base, qmark, query = head.partition("?")
         if "@" in base:
@@ -457,14 +475,25 @@ class Redactor:
         return out
 
     def _secret_spans(self, text: str) -> list[Span]:
-        spans = _vendor_spans(text)
         low = text.encode("ascii", "replace").lower()  # index-aligned with `text`
+        if not self._may_hold_secret(low):
+            return []
+        spans = _vendor_spans(text)
         spans += _auth_spans(text, low)
         spans += self._field_spans(text, low)
         if len(spans) > 1:
             spans.sort(key=_span_order)
             spans = _drop_overlaps(spans, [])
         return spans
+
+    def _may_hold_secret(self, low: bytes) -> bool:
+        """False when no rule below can match: most strings (ids, model names, prose) are
+        cleared by a few substring searches instead of every regex. Each literal is one
+        that a rule needs: a vendor prefix, an auth scheme, or a name stem plus `:`/`=`.
+        Long texts (whole bodies) almost always hold one of them: they skip the check."""
+        if len(low) > _HINTS_MAX_LEN or _SECRET_HINTS.search(low) is not None:
+            return True
+        return (b":" in low or b"=" in low) and self._stem_hint.search(low) is not None
 
     def _field_spans(self, text: str, low: bytes) -> list[Span]:
         """Values of secret names: JSON keys, `name: value`, `NAME=value`, `?key=value`."""

@@ -23,6 +23,7 @@ class Option:
     choices: tuple[str, ...] = ()
     kind: str = "string"  # string | bool | linelist | float | int
     env: str | None = None
+    secret: bool = False  # the value may hold credentials: never shown in the header
 
     @property
     def flag(self) -> str:
@@ -66,6 +67,14 @@ OPTIONS: tuple[Option, ...] = (
         default=None,
         kind="int",
         env="LLMOBS_CHAOS_SEED",
+    ),
+    Option(
+        "llm_chaos_verdict",
+        "resilience verdict thresholds, e.g. 'min_backoff_ms=100 storm_retries=3 "
+        "storm_window_ms=500 max_retries=4 backoff_growth=1.1 retry_after_tolerance_ms=50 "
+        "retry_after_ratio=0.9 max_read_timeout_s=120' (those are the defaults)",
+        default="",
+        env="LLMOBS_CHAOS_VERDICT",
     ),
     Option(
         "llm_budget_mode",
@@ -158,7 +167,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "llm_artifacts",
         "directory for CI artifacts (llmobs-junit.xml, traces.jsonl, traces.perfetto.json, "
-        "prompts.jsonl, summary.json), relative to the invocation directory; written only "
+        "prompts.jsonl, summary.json, report.html), relative to the invocation directory; "
+        "written only "
         "when the run made LLM calls or an artifact option was given",
         default="llmobs-artifacts",
         env="LLMOBS_ARTIFACTS",
@@ -180,6 +190,103 @@ OPTIONS: tuple[Option, ...] = (
         choices=("none", "redacted", "full"),
         env="LLMOBS_LOG_CONTENT",
     ),
+    # -- baselines and alerts (baseline.py, spikes.py, alerts.py, report/watch.py) ----------
+    Option(
+        "llm_baseline",
+        "baseline JSON file (relative to the rootdir) to compare each test's tokens, cost, "
+        "calls and p95 latency with; regressions fail or warn per --llm-budget-mode",
+        default="",
+    ),
+    Option(
+        "llm_baseline_update",
+        "rewrite the --llm-baseline file from this run (passed tests with LLM calls; other "
+        "entries kept) instead of comparing",
+        default=False,
+        kind="bool",
+    ),
+    Option(
+        "llm_baseline_tolerance",
+        "how far above the baseline a figure may go, FIGURE=+N% or +N or off, over the "
+        "defaults calls=+0 total_tokens=+15% cost_usd=+10% p95_latency_s=+25%+0.05 (figures: "
+        "calls, retries, input_tokens, output_tokens, total_tokens, cost_usd, p95_latency_s)",
+        default="",
+    ),
+    Option(
+        "llm_token_spike",
+        "flag a call whose total tokens exceed FACTOR x the same prompt's baseline, recorded "
+        "or in-run usage by at least MIN tokens: 'factor=3 min_tokens=100' (default), or off",
+        default="factor=3 min_tokens=100",
+    ),
+    Option(
+        "llm_alert",
+        "alert rule (repeatable): METRIC OP THRESHOLD [scope=session|model|test] "
+        "[severity=info|warning|critical] [name=...] [model=GLOB], e.g. "
+        "'error_rate > 0.05 scope=session severity=critical'",
+        default=(),
+        kind="linelist",
+    ),
+    Option(
+        "llm_alert_rules",
+        "TOML file of [[alert]] rules (relative to the rootdir), added to llm_alert",
+        default="",
+    ),
+    Option(
+        "llm_alert_webhook",
+        "URL that receives firing alerts as a Slack-compatible JSON POST (text + blocks); "
+        "a failed delivery is a warning, never a failed run",
+        default="",
+        env="LLMOBS_ALERT_WEBHOOK",
+        secret=True,
+    ),
+    Option(
+        "llm_pushgateway",
+        "Prometheus Pushgateway URL that receives the run's metrics (llmobs_ci_*) at the end "
+        "(needs prometheus-client: pip install 'pytest-llmobs[alerts]')",
+        default="",
+        env="LLMOBS_PUSHGATEWAY",
+        secret=True,
+    ),
+    Option(
+        "llm_pushgateway_job",
+        "job label of the pushed metrics",
+        default="pytest_llmobs",
+        env="LLMOBS_PUSHGATEWAY_JOB",
+    ),
+    Option(
+        "llm_pushgateway_instance",
+        "instance label of the pushed metrics (default: the host name)",
+        default="",
+        env="LLMOBS_PUSHGATEWAY_INSTANCE",
+    ),
+    Option(
+        "llm_encrypt_key_env",
+        "name of an environment variable holding the artifact key (base64, from `llmobs "
+        "keygen`, or aws-kms:KEY_ID): prompts.jsonl, traces.jsonl, traces.perfetto.json and "
+        "report.html are then written encrypted as NAME.enc (`llmobs decrypt` restores them)",
+        default="",
+    ),
+    # -- live export (export.py) ---------------------------------------------------------
+    Option(
+        "llm_otlp_endpoint",
+        "OTLP/HTTP traces URL (e.g. http://127.0.0.1:6006/v1/traces) that receives every "
+        "captured span, redacted like the artifacts, in batches as the run goes; default: "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces; "
+        "'none' turns export off. Headers: OTEL_EXPORTER_OTLP_HEADERS",
+        default="",
+    ),
+    Option(
+        "llm_otlp_project",
+        "project for exported spans, sent as the x-project-name header (Arize Phoenix)",
+        default="",
+        env="LLMOBS_OTLP_PROJECT",
+    ),
+    Option(
+        "llm_otlp_timeout",
+        "seconds one export may take (retries included), and the most the end of the run "
+        "waits for the last spans",
+        default=5.0,
+        kind="float",
+    ),
 )
 
 
@@ -190,6 +297,7 @@ class Settings:
     llm_snapshot_update: bool = False
     llm_chaos: str = ""
     llm_chaos_seed: int | None = None
+    llm_chaos_verdict: str = ""
     llm_budget_mode: str = "fail"
     llm_session_budget: str = ""
     llm_prices: str = ""
@@ -205,6 +313,20 @@ class Settings:
     llm_artifacts: str = "llmobs-artifacts"
     llm_log_sample_rate: float = 1.0
     llm_log_content: str = "redacted"
+    llm_baseline: str = ""
+    llm_baseline_update: bool = False
+    llm_baseline_tolerance: str = ""
+    llm_token_spike: str = "factor=3 min_tokens=100"
+    llm_alert: tuple[str, ...] = ()
+    llm_alert_rules: str = ""
+    llm_alert_webhook: str = ""
+    llm_pushgateway: str = ""
+    llm_pushgateway_job: str = "pytest_llmobs"
+    llm_pushgateway_instance: str = ""
+    llm_encrypt_key_env: str = ""
+    llm_otlp_endpoint: str = ""
+    llm_otlp_project: str = ""
+    llm_otlp_timeout: float = 5.0
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -225,11 +347,16 @@ class Settings:
                 continue
             value = getattr(self, f.name)
             shown = ",".join(value) if isinstance(value, tuple) else str(value)
+            if value and f.name in _SECRET:
+                shown = "<redacted>"
             source = self.sources.get(f.name, "default")
             items.append(
                 f"{f.name}={shown or '-'}" + ("" if source == "default" else f" ({source})")
             )
         return items
+
+
+_SECRET = frozenset(o.name for o in OPTIONS if o.secret)
 
 
 def register(parser: pytest.Parser) -> None:

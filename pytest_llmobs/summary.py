@@ -17,9 +17,10 @@ from typing import Any
 
 from .budgets import TestChecks, Violation, check_test, percentile
 from .calls import LLMCall
-from .capture import TestCapture
+from .capture import OUTSIDE, TestCapture
 from .pricing import Pricing
 from .redaction import Redactor
+from .spikes import prompt_hash
 
 REPORT_ATTR = "llmobs"  # attribute name on the teardown TestReport
 CONTENT_MODES = ("none", "redacted", "full")
@@ -48,6 +49,7 @@ def call_record(call: LLMCall) -> dict[str, Any]:
         "time_to_first_chunk_s": call.effective_time_to_first_chunk_s,
         "usage": asdict(call.usage),
         "attributes": {k: v for k, v in call.attributes.items() if _plain(v)},
+        "prompt_hash": prompt_hash(call),  # the same request in any run (token spikes)
     }
 
 
@@ -179,27 +181,35 @@ def figures(test: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def totals(tests: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Run-wide sums over `figures` of every test."""
+def totals(
+    tests: Iterable[Mapping[str, Any]], outside: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """Run-wide sums over `figures` of every test, plus the calls made outside any test
+    (`outside`: call records; they count in calls, tokens, cost, latency, truncations)."""
     tests = list(tests)
     each = [figures(t) for t in tests]
-    costs = [f["cost_usd"] for f in each if f["cost_usd"] is not None]
+    extra = figures({"calls": outside})
+    costs = [f["cost_usd"] for f in (*each, extra) if f["cost_usd"] is not None]
     latencies = [
-        c["duration_s"] for t in tests for c in t.get("calls") or [] if c.get("duration_s")
+        c["duration_s"]
+        for calls in (*(t.get("calls") or [] for t in tests), outside)
+        for c in calls
+        if c.get("duration_s")
     ]
     return {
         "tests": len(tests),
         "tests_with_calls": sum(1 for f in each if f["calls"]),
-        "calls": sum(f["calls"] for f in each),
-        "input_tokens": sum(f["input_tokens"] for f in each),
-        "output_tokens": sum(f["output_tokens"] for f in each),
+        "calls": sum(f["calls"] for f in each) + extra["calls"],
+        "input_tokens": sum(f["input_tokens"] for f in each) + extra["input_tokens"],
+        "output_tokens": sum(f["output_tokens"] for f in each) + extra["output_tokens"],
         "cost_usd": _round(sum(costs)) if costs else None,
         "p95_latency_s": _round(percentile(latencies, 95)),
         "violations": sum(f["violations"] for f in each),
         "tests_with_violations": sum(1 for f in each if f["violations"]),
-        "truncations": sum(f["truncations"] for f in each),
+        "truncations": sum(f["truncations"] for f in each) + extra["truncations"],
         "chaos_faults": sum(f["chaos_faults"] for f in each),
         "failed": sum(1 for t in tests if t.get("outcome") == "failed"),
+        "outside_calls": extra["calls"],
     }
 
 
@@ -240,9 +250,26 @@ class TestRow:
 
 @dataclass
 class RunSummary:
-    """Collected on whichever process writes output: the controller, or the only one."""
+    """Collected on whichever process writes output: the controller, or the only one.
+
+    `outside` holds the call records (figures only) of calls made while no test ran, from
+    this process and, under xdist, from every worker; `internal_errors` what our own
+    response processing swallowed so the app's HTTP calls never broke."""
 
     rows: dict[str, TestRow] = field(default_factory=dict)
+    outside: list[dict[str, Any]] = field(default_factory=list)
+    internal_errors: list[str] = field(default_factory=list)
+
+    def add_outside(self, data: Mapping[str, Any]) -> None:
+        self.outside += [{k: v for k, v in c.items() if k != "content"} for c in data["calls"]]
+
+    def calls_by_test(self) -> dict[str, list[dict[str, Any]]]:
+        """nodeid → call records, the calls outside any test under their own key: what
+        the session budget and the cost line count."""
+        tests = {row.nodeid: row.calls for row in self.rows.values()}
+        if self.outside:
+            tests[OUTSIDE] = self.outside
+        return tests
 
     def add(
         self,
@@ -260,7 +287,12 @@ class RunSummary:
             row.location = (str(location[0]), location[1])
         if data is not None:
             # figures only: content and spans were written out already (or never asked for)
-            row.calls = [{k: v for k, v in c.items() if k != "content"} for c in data["calls"]]
+            # (the report's own records when they hold no content: pytest keeps every report
+            # all session, a copy here would double what a long run keeps per call)
+            row.calls = [
+                {k: v for k, v in c.items() if k != "content"} if "content" in c else c
+                for c in data["calls"]
+            ]
             row.violations = list(data.get("violations") or [])
             row.chaos = data.get("chaos")
             row.cassette = data.get("cassette")

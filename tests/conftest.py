@@ -10,6 +10,7 @@ from collections.abc import Iterator
 # httpx/httpx2 import their httpcore lazily and cache its exception classes: a copy
 # imported inside an inner run would leave that cache pointing at dropped classes.
 import anthropic  # noqa: F401
+import google.genai  # noqa: F401 - a dropped copy stays reachable as `google.genai` otherwise
 import httpcore  # noqa: F401
 import httpcore2  # noqa: F401
 import httpx  # noqa: F401

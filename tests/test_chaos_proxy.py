@@ -5,6 +5,7 @@ metrics, OTLP spans to a receiver started here, and a graceful SIGTERM."""
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import subprocess
 import sys
@@ -356,3 +357,155 @@ def test_proxy_reports_a_dead_upstream_and_bad_arguments(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert f"{bad}:2: unknown fault 'stream_cutt'; valid faults: rate_limit" in result.stderr
+
+
+def test_proxy_bedrock_and_gemini(provider: ProviderServer) -> None:
+    """The same faults in Bedrock's and Gemini's wire formats, damaging real upstream event
+    streams (binary AWS frames, SSE) on their way through the proxy."""
+    import boto3
+    import botocore.exceptions
+    import urllib3
+    from botocore.config import Config
+    from botocore.eventstream import EventStreamError
+    from google import genai
+    from google.genai import errors as genai_errors
+    from google.genai import types as genai_types
+
+    provider.configure(reply="alpha beta gamma delta epsilon")
+    proxy = start_proxy(provider.url, "--seed", "3")
+    fault: dict[str, str] = {}
+
+    def bedrock(attempts: int = 1) -> Any:
+        client = boto3.client(
+            "bedrock-runtime",
+            endpoint_url=proxy.url,
+            region_name="us-east-1",
+            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+            aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            config=Config(retries={"total_max_attempts": attempts, "mode": "standard"}),
+        )
+
+        def add_fault(request: Any, **_: Any) -> None:
+            if "value" in fault:  # after signing: the proxy drops it, the signature holds
+                request.headers["x-llmobs-fault"] = fault["value"]
+
+        client.meta.events.register("before-send.bedrock-runtime.*", add_fault)
+        return client
+
+    def gemini(header: str) -> genai.Client:
+        options = genai_types.HttpOptions(base_url=proxy.url, headers={"x-llmobs-fault": header})
+        return genai.Client(api_key="AIza-not-a-real-key", http_options=options)
+
+    model, messages = "anthropic.claude-test-v1:0", [{"role": "user", "content": [{"text": "hi"}]}]
+    try:
+        fault["value"] = "rate_limit"
+        before = len(provider.requests)
+        out = bedrock(attempts=2).converse(modelId=model, messages=messages)
+        # times=1 counts botocore's attempts (amz-sdk-request): the retry went through
+        assert out["ResponseMetadata"]["RetryAttempts"] == 1
+        assert out["output"]["message"]["content"][0]["text"] == "alpha beta gamma delta epsilon"
+        forwarded = provider.requests[before:]
+        assert len(forwarded) == 1 and "x-llmobs-fault" not in forwarded[0].headers
+
+        fault["value"] = "stream_cut; after=2"
+        texts = []
+        with pytest.raises(urllib3.exceptions.ProtocolError):  # as in the test process
+            for event in bedrock().converse_stream(modelId=model, messages=messages)["stream"]:
+                if "contentBlockDelta" in event:
+                    texts.append(event["contentBlockDelta"]["delta"]["text"])
+        assert "".join(texts) == "alpha beta"
+
+        fault["value"] = "stream_error_event; error=rate_limit; after=1"
+        with pytest.raises(EventStreamError) as info:
+            list(bedrock().converse_stream(modelId=model, messages=messages)["stream"])
+        assert info.value.response["Error"]["Code"] == "throttlingException"
+
+        fault["value"] = "truncate_length"
+        events = list(bedrock().converse_stream(modelId=model, messages=messages)["stream"])
+        stop = [e["messageStop"]["stopReason"] for e in events if "messageStop" in e]
+        assert stop == ["max_tokens"] and events[-1]["metadata"]["usage"]["outputTokens"] == 5
+
+        fault["value"] = "token_spike; factor=2"
+        body = json.dumps(
+            {
+                "anthropic_version": "bedrock-2023-05-31",
+                "max_tokens": 32,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+        )
+        response = bedrock().invoke_model(modelId=model, body=body)
+        headers = response["ResponseMetadata"]["HTTPHeaders"]
+        assert headers["x-amzn-bedrock-output-token-count"] == "10"
+        assert json.loads(response["body"].read())["usage"]["output_tokens"] == 10
+
+        fault["value"] = "quota_exhausted"
+        with pytest.raises(botocore.exceptions.ClientError) as quota:
+            bedrock(attempts=3).converse(modelId=model, messages=messages)
+        assert quota.value.response["Error"]["Code"] == "ServiceQuotaExceededException"
+
+        client = gemini("rate_limit; retry_after=0.1")
+        with pytest.raises(genai_errors.ClientError) as limited:
+            client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+        assert (limited.value.code, limited.value.status) == (429, "RESOURCE_EXHAUSTED")
+        client = gemini("stream_truncated; after=2")
+        chunks = list(
+            client.models.generate_content_stream(model="gemini-2.5-flash", contents="hi")
+        )
+        assert "".join(c.text or "" for c in chunks) == "alpha beta"
+        assert all(c.candidates[0].finish_reason is None for c in chunks)
+        client = gemini("content_filter; category=hate")
+        blocked = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+        assert blocked.prompt_feedback.block_reason == "SAFETY" and not blocked.candidates
+
+        metrics = requests.get(proxy.url + "/metrics", timeout=5).text
+        faults = "llmobs_proxy_faults_injected_total"
+        for line in (
+            f'{faults}{{fault="rate_limit",provider="aws.bedrock",source="header"}} 1.0',
+            f'{faults}{{fault="stream_cut",provider="aws.bedrock",source="header"}} 1.0',
+            f'{faults}{{fault="rate_limit",provider="gcp.gemini",source="header"}} 1.0',
+            f'{faults}{{fault="content_filter",provider="gcp.gemini",source="header"}} 1.0',
+        ):
+            assert line in metrics, line
+    finally:
+        code, _, err = proxy.stop()
+    assert code == 0, err
+
+
+def test_proxy_workers_share_the_port(provider: ProviderServer, tmp_path: Path) -> None:
+    scenario = tmp_path / "chaos.yaml"
+    scenario.write_text("rules:\n  - fault: server_error\n    match: {model: gpt-4o-mini}\n")
+    proxy = start_proxy(provider.url, "--seed", "9", "--workers", "2", "--scenario", str(scenario))
+    try:
+        assert proxy.url.split(":")[-1] != "0"
+        workers = set()
+        for _ in range(40):  # a new connection each time: the kernel picks a worker
+            workers.add(requests.get(proxy.url + "/healthz", timeout=5).json()["worker"])
+            if workers == {0, 1}:
+                break
+        assert workers == {0, 1}
+        for _ in range(10):
+            ok = requests.post(
+                proxy.url + "/v1/chat/completions",
+                json={"model": "gpt-4o", "messages": M},
+                timeout=5,
+            )
+            assert ok.status_code == 200
+        faulted = requests.post(
+            proxy.url + "/v1/chat/completions",
+            json={"model": "gpt-4o", "messages": M},
+            headers={"x-llmobs-fault": "overloaded"},
+            timeout=5,
+        )
+        assert faulted.status_code == 503
+        # any worker's /metrics counts every worker's requests
+        total = "llmobs_proxy_requests_total"
+        for _ in range(4):
+            metrics = requests.get(proxy.url + "/metrics", timeout=5).text
+            assert f'{total}{{fault="none",method="POST",provider="openai",status="200"}} 10.0' in (
+                metrics
+            )
+            assert "llmobs_proxy_in_flight_requests 0.0" in metrics
+    finally:
+        code, out, err = proxy.stop()
+    assert code == 0, err
+    assert '"workers": 2' in out and '"faults_injected": 1' in out

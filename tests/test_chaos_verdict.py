@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from chaos_support import HEADER, INNER_ARGS
 
+from pytest_llmobs.chaos import Policy
 from pytest_llmobs.testing import ProviderServer
 
 GOOD = """
@@ -314,3 +315,95 @@ def test_bad(llmobs):
             "reproduce with --llm-chaos-seed=1234",
         ]
     )
+
+
+# -- thresholds: --llm-chaos-verdict / ini llm_chaos_verdict ----------------------------------
+THRESHOLDS = """
+@pytest.mark.llm_chaos("server_error", times=3)
+def test_fixed_waits(llmobs):
+    while chat_raw().status_code >= 500:
+        time.sleep(0.2)  # three retries 0.2 s apart: 0.6 s in all
+    codes = {f.code for f in llmobs.resilience().findings if f.severity != "info"}
+    assert codes == set(filter(None, os.environ["EXPECTED"].split(",")))
+
+
+@pytest.mark.llm_chaos("rate_limit", retry_after=0.5)
+def test_early_retry(llmobs):
+    while chat_raw().status_code == 429:
+        time.sleep(0.35)  # 70 % of the wait asked for
+    codes = {f.code for f in llmobs.resilience().findings if f.severity != "info"}
+    assert ("retry_after_ignored" in codes) == ("retry_after_ratio" not in os.environ["ARGS"])
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ("", "no_backoff"),  # default window 500 ms: 0.6 s of waiting is no storm
+        ("storm_window_ms=1000", "retry_storm"),
+        ("min_backoff_ms=250, storm_retries=2", "retry_storm"),
+        ("backoff_growth=1 retry_after_ratio=0.6", ""),  # equal waits count as backing off
+    ],
+)
+def test_verdict_thresholds_from_the_command_line(
+    pytester: pytest.Pytester,
+    provider: ProviderServer,
+    monkeypatch: pytest.MonkeyPatch,
+    args: str,
+    expected: str,
+) -> None:
+    monkeypatch.setenv("EXPECTED", expected)
+    monkeypatch.setenv("ARGS", args)
+    pytester.makepyfile(test_inner=HEADER + BAD_HELPERS + THRESHOLDS)
+    extra = [f"--llm-chaos-verdict={args}"] if args else []
+    result = pytester.runpytest(*INNER_ARGS, "--llm-chaos-seed=7", *extra)
+    result.assert_outcomes(passed=2)
+    if args:
+        shown = " ".join(sorted(args.replace(",", " ").split()))
+        header = next(line for line in result.outlines if line.startswith("llmobs chaos: seed"))
+        assert " ".join(sorted(header.split("verdict: ")[1].split())) == shown
+
+
+def test_verdict_thresholds_from_ini(pytester: pytest.Pytester, provider: ProviderServer) -> None:
+    pytester.makeini("[pytest]\nllm_chaos_verdict = max_retries=1\n")
+    pytester.makepyfile(
+        test_inner=HEADER
+        + BAD_HELPERS
+        + """
+@pytest.mark.llm_chaos("server_error", times=2, retry_after=0.05)
+def test_two_retries(llmobs):
+    while chat_raw().status_code >= 500:
+        time.sleep(0.06)
+    [finding] = [f for f in llmobs.resilience().findings if f.severity == "error"]
+    assert finding.code == "retry_storm" and "max_retries=1" in finding.message
+"""
+    )
+    pytester.runpytest(*INNER_ARGS).assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("storm_windw_ms=100", "unknown key 'storm_windw_ms'; valid keys: max_retries, "),
+        ("min_backoff_ms=fast", "min_backoff_ms='fast' must be a number >= 0"),
+        ("retry_after_ratio=1.5", "retry_after_ratio='1.5' must be a number from 0 to 1"),
+        ("storm_retries=1", "storm_retries='1' must be an integer >= 2"),
+        ("max_retries", "'max_retries' needs a value"),
+    ],
+)
+def test_bad_verdict_thresholds_are_usage_errors(
+    pytester: pytest.Pytester, value: str, message: str
+) -> None:
+    pytester.makepyfile(test_inner="def test_x():\n    pass\n")
+    result = pytester.runpytest(*INNER_ARGS, f"--llm-chaos-verdict={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--llm-chaos-verdict / ini llm_chaos_verdict: {message}*"])
+
+
+def test_policy_round_trips_and_defaults() -> None:
+    policy = Policy.parse("max_retries=2,min_backoff_ms=50 storm_window_ms=2000")
+    assert (policy.max_attempts, policy.min_backoff_s, policy.storm_window_s) == (3, 0.05, 2.0)
+    assert Policy.parse(policy.describe()) == policy
+    assert Policy.parse("") == Policy() and Policy().describe() == ""
+    with pytest.raises(ValueError, match=r"valid keys: .*max_read_timeout_s"):
+        Policy.parse("bogus=1")

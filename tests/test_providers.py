@@ -95,7 +95,11 @@ def typed_events(*payloads: dict[str, Any]) -> list[bytes]:
 
 
 def parse(exchange: Exchange, routes: Sequence[Route] = ()) -> LLMCall | None:
-    return ProviderRegistry(routes).parse(exchange)
+    registry = ProviderRegistry(routes)
+    call = registry.parse(exchange)
+    # the request alone decides (cassettes ask before any response exists)
+    assert registry.recognizes(exchange) == (call is not None)
+    return call
 
 
 SEMANTIC_DEFAULTS: dict[str, Any] = {

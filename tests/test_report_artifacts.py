@@ -164,6 +164,7 @@ def test_redaction_in_every_artifact(pytester: pytest.Pytester, provider: Provid
         "traces.perfetto.json",
         "prompts.jsonl",
         "summary.json",
+        "report.html",
     }
     for path in [*files, summary]:
         text = path.read_text()

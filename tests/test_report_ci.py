@@ -57,10 +57,28 @@ def test_annotation_escaping_and_workspace_prefix(tmp_path: Path) -> None:
     assert github.workspace_prefix(tmp_path, env) == ""
 
 
+# One LLM call outside any test, at the end of the session, by exactly one process: the
+# only one, or worker gw0 (whose share reaches the controller through workeroutput).
+OUTSIDE_CALL = """
+import os, anthropic
+
+
+def pytest_sessionfinish(session):
+    worker = getattr(session.config, "workerinput", None)
+    if worker is None and session.config.getoption("numprocesses", None):
+        return  # the xdist controller
+    if worker is None or worker["workerid"] == "gw0":
+        anthropic.Anthropic(base_url=os.environ["LLM_URL"], max_retries=0).messages.create(
+            model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "bye"}]
+        )
+"""
+
+
 def test_xdist_gives_the_same_artifacts_as_one_process(
     pytester: pytest.Pytester, provider: ProviderServer
 ) -> None:
     provider.configure(reply="one two three four")
+    pytester.makeconftest(OUTSIDE_CALL)
     runs = {}
     for name, extra in (("single", ()), ("xdist", ("-n", "2"))):
         result = run_suite(
@@ -73,12 +91,17 @@ def test_xdist_gives_the_same_artifacts_as_one_process(
         result.assert_outcomes(passed=3, failed=2)
         runs[name] = _snapshot(pytester.path / name, pytester.path / f"{name}.xml")
     single, xdist = runs["single"], runs["xdist"]
-    assert single["totals"] == xdist["totals"] and single["totals"]["calls"] == 5
+    assert sum(r.json and r.json["messages"][0]["content"] == "bye" for r in provider.requests) == 2
+    assert single["totals"] == xdist["totals"] and single["totals"]["calls"] == 6
+    assert single["totals"]["outside_calls"] == 1 and single["outside"] == xdist["outside"]
+    [(tokens_in, tokens_out, cost)] = single["outside"]
+    assert (tokens_in, tokens_out) == (1, 4) and cost == pytest.approx((3 * 1 + 15 * 4) / 1e6)
     assert single["cases"] == xdist["cases"] and len(single["cases"]) == 5
     assert single["pytest_props"] == xdist["pytest_props"]
     assert single["pytest_props"]["test_plain"]["llmobs.calls"] == "2"
-    assert single["spans"] == xdist["spans"] and len(single["spans"]) >= 5
-    assert single["prompts"] == xdist["prompts"] and len(single["prompts"]) == 5
+    assert single["spans"] == xdist["spans"] and len(single["spans"]) >= 6
+    assert single["prompts"] == xdist["prompts"] and len(single["prompts"]) == 6
+    assert ("(outside tests)", "chat claude-test") in {s[:2] for s in xdist["spans"]}
 
 
 # figures that depend on timing, not on what the tests did
@@ -129,8 +152,13 @@ def _snapshot(directory: Path, pytest_xml: Path) -> dict[str, Any]:
         for r in jsonl(directory / "prompts.jsonl")
     )
     totals = {k: v for k, v in summary["totals"].items() if k != "p95_latency_s"}
+    outside = [
+        (c["usage"]["input_tokens"], c["usage"]["output_tokens"], c["cost_usd"])
+        for c in summary["outside_tests"]["calls"]
+    ]
     return {
         "totals": totals,
+        "outside": outside,
         "cases": cases,
         "pytest_props": theirs,
         "spans": sorted(spans),

@@ -1,5 +1,7 @@
-"""The quick-start suite talks to whatever LLM_URL points at (the demo starts a local
-provider server speaking the OpenAI and Anthropic wire formats)."""
+"""The quick-start suite talks to whatever LLM_URL points at. Its cassettes were recorded
+against the local provider server `pytest_llmobs.testing.ProviderServer`, which speaks the
+OpenAI and Anthropic wire formats (`python example_suites/demo.py --record`); replaying needs
+no server."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ registers (the chaos pattern).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,6 +146,7 @@ class CassetteHooks:
         )
         session.push(self.session_context)
         self._session_misses: str | None = None
+        self._worker_misses: list[str] = []  # xdist: what workers could not answer
 
     def _base_dir(self) -> Path:
         base = Path(self.cassette_dir) if self.cassette_dir else Path("cassettes")
@@ -325,10 +326,33 @@ class CassetteHooks:
             item.stash[_FAILED] = True
         return report
 
+    # -- pytest-xdist (see workers.py): the controller prints one list for the run -------------
+    def worker_output(self) -> dict[str, Any]:
+        session = self.session
+        return {
+            "saved": [str(p) for p in session.saved],
+            "unsaved": [[str(p), why] for p, why in session.unsaved],
+            "late": session.late,
+            "misses": self._session_misses,
+        }
+
+    def merge_worker(self, data: Mapping[str, Any]) -> None:
+        session = self.session
+        for name in data.get("saved") or []:
+            if Path(name) not in session.saved:  # _session.yaml: every worker saves its own
+                session.saved.append(Path(name))
+        for name, why in data.get("unsaved") or []:
+            if (Path(name), str(why)) not in session.unsaved:
+                session.unsaved.append((Path(name), str(why)))
+        session.late += int(data.get("late") or 0)
+        if data.get("misses") and str(data["misses"]) not in self._worker_misses:
+            self._worker_misses.append(str(data["misses"]))
+
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         self.session.close(self.session_context, "interrupted" if interrupted else "passed")
-        text = self.session.take_misses(None)
+        texts = [*self._worker_misses, self.session.take_misses(None)]
+        text = "\n\n".join(dict.fromkeys(t for t in texts if t)) or None
         if text is not None:
             self._session_misses = text
             if session.exitstatus == pytest.ExitCode.OK:

@@ -112,24 +112,31 @@ class CassetteSession:
             if context.closed:
                 return
             context.closed = True
-            cassette = context.cassette
-            if cassette is None or context.error is not None or not cassette.dirty:
-                return
-            if outcome == "interrupted":
-                self.unsaved.append((context.path, "the run was interrupted"))
-                return
-            if context.mode in ("all", "rewrite") and outcome != "passed":
-                self.unsaved.append(
-                    (context.path, f"{context.owner} failed (record mode {context.mode})")
-                )
-                return
             try:
-                saved = cassette.save()
-            except (CassetteError, OSError) as exc:  # the old file is untouched
-                self.unsaved.append((context.path, f"could not be written: {exc}"))
-                return
-            if saved:
-                self.saved.append(context.path)
+                self._save(context, outcome)
+            finally:
+                # A test item keeps its context all session: let the cassette's data go.
+                context.cassette, context.extras = None, []
+
+    def _save(self, context: Context, outcome: str) -> None:
+        cassette = context.cassette
+        if cassette is None or context.error is not None or not cassette.dirty:
+            return
+        if outcome == "interrupted":
+            self.unsaved.append((context.path, "the run was interrupted"))
+            return
+        if context.mode in ("all", "rewrite") and outcome != "passed":
+            self.unsaved.append(
+                (context.path, f"{context.owner} failed (record mode {context.mode})")
+            )
+            return
+        try:
+            saved = cassette.save()
+        except (CassetteError, OSError) as exc:  # the old file is untouched
+            self.unsaved.append((context.path, f"could not be written: {exc}"))
+            return
+        if saved:
+            self.saved.append(context.path)
 
     # -- opening cassettes -------------------------------------------------------------------
     def _open(self, context: Context) -> LLMCassette | None:
@@ -209,7 +216,7 @@ class CassetteSession:
         if not patterns or not any(_host_matches(p, exchange) for p in patterns):
             return False
         try:
-            return self.registry.parse(exchange) is None
+            return not self.registry.recognizes(exchange)
         except Exception:
             return False
 

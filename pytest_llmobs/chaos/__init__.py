@@ -1,11 +1,13 @@
 """Chaos: provider-true faults in tests and in a staging proxy, and a resilience verdict.
 
-- `catalog`   — every fault by name, rendered per provider (`dialects`), damage (`damage`)
+- `catalog`   — every fault by name, rendered per provider (`dialects`; Bedrock and
+  Gemini in `_bedrock_dialect`, `_gemini_dialect`), damage (`damage`)
 - `rules`, `scenario` — which fault on which request; YAML scenario files
 - `injector`  — the seeded decision, shared by the test process and the proxy
 - `session`, `hooks`, `control` — the pytest side (responder, markers, `llmobs.chaos`)
 - `verdict`   — what the client did about the faults
-- `proxy`     — `llmobs proxy`, the staging reverse proxy (needs the `proxy` extra)
+- `proxy`     — `llmobs proxy`, the staging reverse proxy (needs the `proxy` extra);
+  `proxy_workers` runs several of it on one port
 """
 
 from .catalog import FAULTS, ChaosConfigError, Fault, fault_table

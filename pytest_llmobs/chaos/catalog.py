@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from ..intercept.exchange import decode_content
 from ..providers.openai import azure_deployment
@@ -126,10 +128,13 @@ class Fault:
 
     def applies(self, info: RequestInfo, params: dict[str, Any] | None = None) -> bool:
         dialect = DIALECTS.get(info.provider)
-        if dialect is None or info.api not in dialect.apis:
+        if dialect is None or info.api not in dialect.apis or self.name in dialect.not_applicable:
             return False
-        kind = self.kind_for(params or self.defaults(), info)
-        if kind == "damage" and info.api == "embeddings":
+        params = params or self.defaults()
+        kind = self.kind_for(params, info)
+        if kind == "damage" and (info.api == "embeddings" or not dialect.can_damage(info)):
+            return False
+        if not dialect.supports(self.name, params, info):
             return False
         return not (self.stream_only and not info.stream)
 
@@ -142,7 +147,8 @@ FAULTS: dict[str, Fault] = {
             "status",
             "rate limited, retry after a short wait",
             "429 + `retry-after` (+ `retry-after-ms` OpenAI/Azure) + rate-limit headers; "
-            "Anthropic `rate_limit_error`, Azure `code: 429`",
+            "Anthropic `rate_limit_error`, Azure `code: 429`; Bedrock `ThrottlingException` "
+            "(asks no wait); Gemini `RESOURCE_EXHAUSTED` + RetryInfo `retryDelay`",
             True,
             params=(Param("retry_after", float, 1.0, "seconds asked to wait"),),
         ),
@@ -151,15 +157,17 @@ FAULTS: dict[str, Fault] = {
             "status",
             "out of quota / credit: retrying cannot help",
             "429 + `x-should-retry: false`: OpenAI/Azure `insufficient_quota`, Anthropic "
-            "`enforced_spend_limit_reached`",
+            "`enforced_spend_limit_reached`; Bedrock 400 `ServiceQuotaExceededException`; "
+            "Gemini 429 `RESOURCE_EXHAUSTED`, a per-day QuotaFailure and no RetryInfo",
             False,
         ),
         Fault(
             "long_retry_after",
             "status",
             "rate limited with a wait longer than a client should block",
-            "429 as `rate_limit` with `retry-after: 300` (openai 3.x gives up above 120 s, "
-            "anthropic 2.x waits)",
+            "429 as `rate_limit` with `retry-after: 300` / Gemini `retryDelay: 300s` (openai "
+            "3.x gives up above 120 s, anthropic 2.x waits); not on Bedrock or Vertex AI, "
+            "which never ask for a wait",
             None,
             params=(Param("retry_after", float, 300.0, "seconds asked to wait"),),
         ),
@@ -168,7 +176,8 @@ FAULTS: dict[str, Fault] = {
             "status",
             "provider overloaded",
             "Anthropic 529 `overloaded_error`; OpenAI 503 `server_is_overloaded`; Azure 503 "
-            "`ServiceUnavailable`",
+            "`ServiceUnavailable`; Bedrock 503 `ServiceUnavailableException`; Gemini 503 "
+            "`UNAVAILABLE`",
             True,
             params=(Param("retry_after", float, None, "seconds asked to wait", optional=True),),
         ),
@@ -176,7 +185,8 @@ FAULTS: dict[str, Fault] = {
             "server_error",
             "status",
             "internal server error",
-            "500 OpenAI `server_error` / Anthropic `api_error` / Azure `InternalServerError`",
+            "500 OpenAI `server_error` / Anthropic `api_error` / Azure `InternalServerError` / "
+            "Bedrock `InternalServerException` / Gemini `INTERNAL`",
             True,
             params=(
                 Param("status", int, 500, "HTTP status", choices=(500, 502, 503, 504)),
@@ -188,7 +198,7 @@ FAULTS: dict[str, Fault] = {
             "transport",
             "no response headers before the client's read timeout",
             "nothing: the client's own read timeout fires (httpx `ReadTimeout`, requests "
-            "`ReadTimeout`)",
+            "`ReadTimeout`, botocore `ReadTimeoutError`)",
             True,
             params=(_HANG,),
         ),
@@ -196,7 +206,8 @@ FAULTS: dict[str, Fault] = {
             "connection_reset",
             "transport",
             "connection dropped before any response",
-            "connection closed: httpx `RemoteProtocolError`, requests `ConnectionError`",
+            "connection closed: httpx `RemoteProtocolError`, requests `ConnectionError`, "
+            "botocore `ConnectionClosedError`",
             True,
         ),
         Fault(
@@ -221,8 +232,8 @@ FAULTS: dict[str, Fault] = {
             "stream_truncated",
             "damage",
             "stream ends cleanly, early, without its terminator",
-            "some events, then a clean end: no `[DONE]` / `message_stop` / finish reason; "
-            "the SDKs accept it silently",
+            "some events, then a clean end: no `[DONE]` / `message_stop` / finish reason / "
+            "Bedrock `messageStop`; the SDKs accept it silently",
             None,
             damages_output=True,
             params=(_AFTER, _TEXT),
@@ -232,7 +243,9 @@ FAULTS: dict[str, Fault] = {
             "damage",
             "error event inside a 200 stream",
             'OpenAI `data: {"error": …}`; Anthropic `event: error` `overloaded_error`; '
-            "Responses `event: error`",
+            "Responses `event: error`; Bedrock exception frame (`serviceUnavailableException`, "
+            "`modelStreamErrorException`, `throttlingException`: botocore `EventStreamError`); "
+            'Gemini `data: {"error": …}`',
             None,
             damages_output=True,
             stream_only=True,
@@ -252,7 +265,8 @@ FAULTS: dict[str, Fault] = {
             "malformed_chunk",
             "damage",
             "one event's JSON is cut off",
-            "an event whose `data:` JSON does not parse (the SDKs raise a JSON error)",
+            "an event whose JSON does not parse (the SDKs raise a JSON error; Bedrock: a valid "
+            "frame whose JSON is cut)",
             None,
             damages_output=True,
             params=(_AFTER, _TEXT),
@@ -276,7 +290,8 @@ FAULTS: dict[str, Fault] = {
             "status",
             "request too long for the model",
             "400 OpenAI/Azure `context_length_exceeded` (param `messages`); Anthropic "
-            '`invalid_request_error` "prompt is too long"',
+            '`invalid_request_error` "prompt is too long"; Bedrock `ValidationException`; '
+            "Gemini `INVALID_ARGUMENT` (input token count exceeds the maximum)",
             False,
             params=(
                 Param(
@@ -284,7 +299,7 @@ FAULTS: dict[str, Fault] = {
                     int,
                     None,
                     "context window named in the message (default: "
-                    "128000 OpenAI, 200000 Anthropic)",
+                    "128000 OpenAI, 200000 Anthropic/Bedrock, 1048576 Gemini)",
                     optional=True,
                 ),
             ),
@@ -294,8 +309,11 @@ FAULTS: dict[str, Fault] = {
             "status",
             "content filtered (prompt or output)",
             "prompt: Azure 400 `content_filter` + `innererror.content_filter_result`, OpenAI "
-            "400 `invalid_prompt`; output: `finish_reason: content_filter` (Azure filter "
-            "results), Anthropic `stop_reason: refusal`",
+            "400 `invalid_prompt`, Bedrock 200 from a guardrail (`guardrail_intervened` / "
+            "`amazon-bedrock-guardrailAction: INTERVENED`), Gemini 200 with "
+            "`promptFeedback.blockReason`; output: `finish_reason: content_filter` (Azure "
+            "filter results), Anthropic `stop_reason: refusal`, Bedrock `content_filtered`, "
+            "Gemini `finishReason: SAFETY`",
             False,
             damages_output=True,
             params=(
@@ -322,7 +340,7 @@ FAULTS: dict[str, Fault] = {
             "damage",
             "answer cut at the token limit",
             "`finish_reason: length` / `stop_reason: max_tokens` / Responses `incomplete` "
-            "(`max_output_tokens`)",
+            "(`max_output_tokens`) / Bedrock `max_tokens` (Llama `length`) / Gemini `MAX_TOKENS`",
             None,
             damages_output=True,
             params=(
@@ -334,7 +352,8 @@ FAULTS: dict[str, Fault] = {
             "token_spike",
             "damage",
             "usage inflated by a factor",
-            "the answer as is, every usage count multiplied by `factor`",
+            "the answer as is, every usage count (and Bedrock's token-count headers) "
+            "multiplied by `factor`",
             None,
             params=(Param("factor", float, 10.0, "multiplier for the usage counts"), _TEXT),
         ),
@@ -357,9 +376,13 @@ def describe(exchange: Exchange, registry: ProviderRegistry) -> RequestInfo | No
 
     Cheap on purpose (the proxy asks for every request): the path says which API, one
     JSON parse gives model and stream flag, a user route or the providers' own signs
-    (Anthropic's version header, Azure's deployment path or host) say which provider.
+    (Anthropic's version header, Azure's deployment path or host, AWS signatures) say
+    which provider.
     """
-    api = _api(exchange.path) if exchange.method == "POST" else None
+    if exchange.method != "POST":
+        return None
+    target = _path_target(exchange.path)
+    api = target[0] if target is not None else _api(exchange.path)
     if api is None:
         return None
     try:
@@ -373,6 +396,22 @@ def describe(exchange: Exchange, registry: ProviderRegistry) -> RequestInfo | No
         route = registry.route_for(exchange)
     except ValueError:
         return None
+    query = urlsplit(exchange.url).query
+    if target is not None:  # Bedrock and Gemini name model and streaming in the path
+        _, model_id, streaming = target
+        provider = route.provider if route is not None else _cloud_provider(exchange, api)
+        if provider is None:
+            return None
+        return RequestInfo(
+            provider,
+            api,
+            model_id,
+            streaming,
+            path=exchange.path,
+            host=exchange.host,
+            query=query,
+            body=body,
+        )
     deployment = azure_deployment(exchange.path)
     provider = route.provider if route is not None else _provider(exchange, api, body, deployment)
     if provider is None:
@@ -387,8 +426,41 @@ def describe(exchange: Exchange, registry: ProviderRegistry) -> RequestInfo | No
         include_usage=isinstance(options, dict) and options.get("include_usage") is True,
         path=exchange.path,
         host=exchange.host,
+        query=query,
         body=body,
     )
+
+
+_BEDROCK_PATH = re.compile(
+    r"/model/(?P<model>[^/]+)/"
+    r"(?P<action>converse-stream|converse|invoke-with-response-stream|invoke)$"
+)
+_GEMINI_PATH = re.compile(
+    r"/(?:tunedModels|models)/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$"
+)
+
+
+def _path_target(path: str) -> tuple[str, str, bool] | None:
+    """(api, model, stream) of a Bedrock or Gemini path, which say all three."""
+    path = path.rstrip("/")
+    found = _BEDROCK_PATH.search(path)
+    if found is not None:
+        action = found["action"]
+        api = "converse" if action.startswith("converse") else "invoke"
+        return api, unquote(found["model"]), action.endswith("stream")
+    found = _GEMINI_PATH.search(path)
+    if found is not None:
+        return "generate_content", unquote(found["model"]), found["method"].startswith("stream")
+    return None
+
+
+def _cloud_provider(exchange: Exchange, api: str) -> str | None:
+    if api != "generate_content":  # Bedrock: its host, or a request AWS-signed for it
+        auth = exchange.request_header("authorization") or ""
+        signed = auth.startswith("AWS4-") or exchange.request_header("x-amz-date") is not None
+        return "aws.bedrock" if signed or "bedrock" in exchange.host else None
+    vertex = "/publishers/" in exchange.path or exchange.host.endswith("aiplatform.googleapis.com")
+    return "gcp.vertex_ai" if vertex else "gcp.gemini"
 
 
 def _provider(
@@ -467,13 +539,15 @@ def render(
     retryable = fault.retryable
     if kind == "damage" and fault.name == "content_filter":
         retryable = False
+    # A 200 answered in place of the provider's (a blocked prompt) is damaged output too.
+    replaced = injection.reply is not None and injection.reply.status < 400
     injection.annotations = {
         "chaos.fault": fault.name,
         "chaos.kind": kind,
         "chaos.rule": rule or None,
         "chaos.retryable": retryable,
-        "chaos.retry_after_s": params.get("retry_after"),
-        "chaos.damages_output": fault.damages_output and kind == "damage",
+        "chaos.retry_after_s": dialect.announced_retry_after(fault.name, params),
+        "chaos.damages_output": fault.damages_output and (kind == "damage" or replaced),
         "chaos.params": json.dumps(
             {k: v for k, v in params.items() if k != "text" and v is not None}, sort_keys=True
         ),
@@ -489,4 +563,16 @@ def fault_table() -> str:
         retry = {True: "yes", False: "no", None: "—"}[fault.retryable]
         params = ", ".join(f"`{p.name}`={p.default!r}" for p in fault.params if p.name != "text")
         lines.append(f"| `{fault.name}` | {fault.wire} | {retry} | {params or '—'} |")
+    notes = [
+        f"- `{name}` does not apply to `{dialect.provider}`: {why}."
+        for dialect in DIALECTS.values()
+        for name, why in dialect.not_applicable.items()
+    ]
+    notes += [
+        f"- `{dialect.provider}`: {dialect.limitation}."
+        for dialect in DIALECTS.values()
+        if dialect.limitation
+    ]
+    if notes:
+        lines += ["", "Where a fault cannot happen, rules skip the call:", "", *notes]
     return "\n".join(lines)

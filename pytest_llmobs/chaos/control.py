@@ -50,9 +50,14 @@ class ChaosControl:
         policy: Policy | None = None,
         price: Callable[[LLMCall], float | None] | None = None,
     ) -> Verdict:
-        """The resilience verdict over the calls so far (the app is taken to have returned)."""
+        """The resilience verdict over the calls so far (the app is taken to have returned);
+        `policy` defaults to the run's (`--llm-chaos-verdict`)."""
         return judge(
-            self._capture.calls, seed=self.seed, app_raised=False, policy=policy, price=price
+            self._capture.calls,
+            seed=self.seed,
+            app_raised=False,
+            policy=policy or self._test.policy,
+            price=price,
         )
 
     def assert_resilient(
@@ -60,10 +65,11 @@ class ChaosControl:
         strict: bool = False,
         ignore: Sequence[str] = (),
         price: Callable[[LLMCall], float | None] | None = None,
+        policy: Policy | None = None,
     ) -> Verdict:
         """Fail with the verdict unless the client coped (see `LLMObs.assert_resilient`)."""
         __tracebackhide__ = True
-        verdict = self.verdict(price=price)
+        verdict = self.verdict(policy=policy, price=price)
         verdict.findings = [f for f in verdict.findings if f.code not in ignore]
         if verdict.failures(strict):
             self._test.assertion_failed = True

@@ -10,7 +10,6 @@ event; a non-stream body is collected whole and damaged as one piece.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,7 +29,6 @@ POSITIONAL = frozenset(
         "content_filter",
     }
 )
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
 @dataclass
@@ -72,11 +70,10 @@ class Damage:
         self._buffer += data
         if not self.info.stream:
             return step  # a JSON body is damaged as a whole, at the end
-        while not self._ended:
-            match = _EVENT_END.search(self._buffer)
-            if match is None:
+        events, self._buffer = self.dialect.split(self._buffer, self.info)
+        for raw in events:
+            if self._ended:
                 break
-            raw, self._buffer = self._buffer[: match.end()], self._buffer[match.end() :]
             self._event(raw, step)
         return step
 
@@ -138,7 +135,7 @@ class Damage:
         self._struck = True
         fault = self.fault
         if fault == "malformed_chunk":
-            return _corrupt(raw) if raw is not None else None
+            return self.dialect.corrupt(raw, self.info) if raw is not None else None
         if fault == "content_filter":
             self._dropping = True
             return raw
@@ -174,7 +171,9 @@ class Damage:
             step.out.append((0.0, half))
             step.end = "timeout"
         elif fault in ("stream_truncated", "malformed_chunk"):
-            step.out.append((0.0, half if fault == "stream_truncated" else _corrupt(body)))
+            step.out.append(
+                (0.0, half if fault == "stream_truncated" else dialect.corrupt(body, info))
+            )
         elif fault == "truncate_length":
             step.out.append(
                 (0.0, dialect.rewrite_finish(dialect.cut_content(body, info), "length", info))
@@ -189,15 +188,6 @@ class Damage:
         else:  # slow_stream: the whole body, late
             step.out.append((self._delay(), body))
         self._ended = True
-
-
-def _corrupt(raw: bytes) -> bytes:
-    """The event (or body) with its JSON cut off mid-value: no parser accepts it."""
-    text = raw.rstrip(b"\r\n")
-    head, sep, data = text.rpartition(b"data: ")
-    if sep and data.startswith(b"{"):
-        return head + sep + data[: max(2, len(data) // 2)] + b"\n\n"
-    return text[: max(2, len(text) // 2)] + (b"\n\n" if raw.endswith(b"\n\n") else b"")
 
 
 def plan(damage: Damage, pieces: list[bytes]) -> tuple[list[tuple[float, bytes]], End]:

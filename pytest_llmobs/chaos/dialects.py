@@ -1,15 +1,17 @@
 """Each provider's own wire format for the chaos faults: error bodies and headers, a
 synthesized answer to damage, and how its stream events are told apart and rewritten.
 
-One `Dialect` per `gen_ai.provider.name`. Adding Bedrock or Gemini means writing one more
-subclass and listing it in `DIALECTS`; the catalog, the injector, the proxy and the
-verdict do not change.
+One `Dialect` per `gen_ai.provider.name`: OpenAI, Azure and Anthropic here, Bedrock and
+Gemini (binary event streams, google.rpc errors) in their own modules. Adding a provider
+means writing one more subclass and listing it in `DIALECTS`; the catalog, the injector,
+the proxy and the verdict do not change.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -28,12 +30,13 @@ class RequestInfo:
     """What a fault needs to know about the request it answers."""
 
     provider: str
-    api: str  # chat | responses | messages | embeddings
+    api: str  # chat | responses | messages | embeddings | converse | invoke | generate_content
     model: str
     stream: bool
     include_usage: bool = False
     path: str = ""
     host: str = ""
+    query: str = ""
     body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -75,6 +78,29 @@ def _event_json(raw: bytes, info: RequestInfo) -> tuple[str | None, Any]:
         return name, None
 
 
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+def split_sse(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """The complete SSE events at the start of `buffer` (each with its blank line), and
+    the rest."""
+    events: list[bytes] = []
+    while (match := _EVENT_END.search(buffer)) is not None:
+        events.append(buffer[: match.end()])
+        buffer = buffer[match.end() :]
+    return events, buffer
+
+
+def corrupt_json(raw: bytes) -> bytes:
+    """The event (or body) with its JSON cut off mid-value: no parser accepts it."""
+    text = raw.rstrip(b"\r\n")
+    ending = raw[len(text) :]
+    head, sep, data = text.rpartition(b"data: ")
+    if sep and data.startswith(b"{"):
+        return head + sep + data[: max(2, len(data) // 2)] + (ending or b"\n\n")
+    return text[: max(2, len(text) // 2)] + ending
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -92,11 +118,18 @@ def _count_input(body: dict[str, Any]) -> int:
             return [t for item in value for t in texts(item)]
         if isinstance(value, dict):
             return [
-                t for key in ("text", "content", "input") if key in value for t in texts(value[key])
+                t
+                for key in ("text", "content", "input", "parts")
+                if key in value
+                for t in texts(value[key])
             ]
         return []
 
-    found = texts(body.get("messages")) + texts(body.get("input")) + texts(body.get("system"))
+    found = [
+        text
+        for key in ("messages", "input", "system", "contents", "prompt")
+        for text in texts(body.get(key))
+    ]
     return max(1, sum(len(t.split()) for t in found))
 
 
@@ -111,8 +144,39 @@ def _request_id(prefix: str) -> str:
 class Dialect:
     """Base: the provider-independent parts; subclasses supply the wire format."""
 
-    provider = ""
+    provider: str = ""
     apis: tuple[str, ...] = ()
+    # fault → why it cannot happen with this provider (the catalog skips it, the docs say why)
+    not_applicable: dict[str, str] = {}
+    limitation = ""  # requests whose answers cannot be synthesized or damaged, for the docs
+
+    def can_damage(self, info: RequestInfo) -> bool:
+        """Whether this answer's body can be synthesized and damaged (stream faults)."""
+        return True
+
+    def supports(self, fault: str, params: dict[str, Any], info: RequestInfo) -> bool:
+        """Whether `fault` can be rendered for this request (beyond `not_applicable`)."""
+        return True
+
+    def announced_retry_after(self, fault: str, params: dict[str, Any]) -> float | None:
+        """The wait the rendered error asks for, as the client can read it (None: none)."""
+        value = params.get("retry_after")
+        return None if value is None else float(value)
+
+    # -- framing of a streamed body --------------------------------------------------------
+    def split(self, buffer: bytes, info: RequestInfo) -> tuple[list[bytes], bytes]:
+        """Complete events at the start of `buffer`, and the bytes of an unfinished one."""
+        return split_sse(buffer)
+
+    def corrupt(self, raw: bytes, info: RequestInfo) -> bytes:
+        """An event (or whole body) whose JSON no longer parses."""
+        return corrupt_json(raw)
+
+    def damage_headers(
+        self, headers: list[tuple[str, str]], fault: str, params: dict[str, Any], info: RequestInfo
+    ) -> list[tuple[str, str]]:
+        """Response headers of a damaged answer (usage some providers report in headers)."""
+        return headers
 
     # -- status faults ---------------------------------------------------------------------
     def error(self, fault: str, params: dict[str, Any], info: RequestInfo) -> Reply:
@@ -164,14 +228,25 @@ _USAGE_KEYS = (
     "total_tokens",
     "input_tokens",
     "output_tokens",
+    # Bedrock Converse, Bedrock invocation metrics, Gemini usageMetadata
+    "inputTokens",
+    "outputTokens",
+    "totalTokens",
+    "inputTokenCount",
+    "outputTokenCount",
+    "promptTokenCount",
+    "candidatesTokenCount",
+    "thoughtsTokenCount",
+    "totalTokenCount",
 )
+_USAGE_OBJECTS = ("usage", "usageMetadata", "amazon-bedrock-invocationMetrics")
 
 
 def _scale_usage(data: Any, factor: float) -> None:
-    """Multiply the token counts of every `usage` object found in `data`, in place."""
+    """Multiply the token counts of every usage object found in `data`, in place."""
     if isinstance(data, dict):
         for key, value in data.items():
-            if key == "usage" and isinstance(value, dict):
+            if key in _USAGE_OBJECTS and isinstance(value, dict):
                 for name in _USAGE_KEYS:
                     count = value.get(name)
                     if isinstance(count, int) and not isinstance(count, bool):
@@ -833,6 +908,16 @@ class AnthropicDialect(Dialect):
         return _dumps(data).encode()
 
 
-DIALECTS: dict[str, Dialect] = {
-    dialect.provider: dialect for dialect in (OpenAIDialect(), AzureDialect(), AnthropicDialect())
-}
+# Imported here, not at the top: they subclass `Dialect` from this module.
+from ._bedrock_dialect import BedrockDialect  # noqa: E402
+from ._gemini_dialect import GeminiDialect, VertexDialect  # noqa: E402
+
+_ALL: tuple[Dialect, ...] = (
+    OpenAIDialect(),
+    AzureDialect(),
+    AnthropicDialect(),
+    BedrockDialect(),
+    GeminiDialect(),
+    VertexDialect(),
+)
+DIALECTS: dict[str, Dialect] = {dialect.provider: dialect for dialect in _ALL}

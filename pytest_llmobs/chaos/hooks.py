@@ -19,7 +19,7 @@ from .control import ChaosControl
 from .rules import Rule, describe_rules, rules_from_spec
 from .scenario import resolve_chaos_option
 from .session import ChaosSession, TestChaos
-from .verdict import Verdict, judge
+from .verdict import Policy, Verdict, judge
 
 if TYPE_CHECKING:
     from ..calls import LLMCall
@@ -48,8 +48,14 @@ def install(
     chaos: str | None,
     seed: int | None,
     price: Price | None = None,
+    verdict: str = "",
 ) -> None:
-    """Resolve the scenario and seed, put the responder first, register the hooks."""
+    """Resolve the scenario, seed and verdict thresholds, put the responder first, register
+    the hooks."""
+    try:
+        policy = Policy.parse(verdict or "")
+    except ValueError as exc:
+        raise pytest.UsageError(f"--llm-chaos-verdict / ini llm_chaos_verdict: {exc}") from None
     scenario_rules: list[Rule] = []
     label = None
     scenario_seed = None
@@ -69,7 +75,7 @@ def install(
         seed, source = scenario_seed, "scenario"
     elif seed is None:
         seed, source = random.SystemRandom().randrange(1, 2**31), "random"
-    session = ChaosSession(capture.registry, seed, scenario_rules, label)
+    session = ChaosSession(capture.registry, seed, scenario_rules, label, policy)
     capture.interceptor.responders.insert(0, session)  # before replay and the network
     config.stash[CHAOS_SESSION] = session
     for line in MARKERS:
@@ -121,9 +127,11 @@ class ChaosHooks:
             if (session.scenario)
             else ""
         )
+        thresholds = session.policy.describe()
         return (
             f"llmobs chaos: seed={session.seed} ({self.seed_source}; reproduce with "
             f"--llm-chaos-seed={session.seed}){scenario}"
+            + (f", verdict: {thresholds}" if thresholds else "")
         )
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
@@ -193,6 +201,7 @@ class ChaosHooks:
             seed=test.seed,
             # A failed call phase means the app raised, unless assert_resilient failed it.
             app_raised=item.stash.get(_CALL_FAILED, False) and not test.assertion_failed,
+            policy=test.policy,
             price=self.price,
         )
         if call.when == "call":  # shown with the test's outcome (failures, -rA)

@@ -15,7 +15,8 @@ real upstream answer on its way through.
 `--otlp-endpoint` every request becomes an OTLP span (the GenAI attributes of the call and
 `llmobs.chaos.*` of its fault), a child of the caller's `traceparent` if it sent one.
 SIGTERM / SIGINT stop accepting connections, let requests in flight finish (up to
-`--shutdown-timeout`), flush spans, and exit 0.
+`--shutdown-timeout`), flush spans, and exit 0. `--workers N` runs N such processes on one
+port (`proxy_workers`), for hosts with more cores than one event loop can use.
 
 Needs the `proxy` extra: `pip install 'pytest-llmobs[proxy]'`.
 """
@@ -25,9 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -65,44 +69,77 @@ _HOP = frozenset(
     }
 )
 _SKIP_AUTO = ("User-Agent", "Accept-Encoding", "Accept", "Content-Type")
+_ATTEMPT = re.compile(r"attempt=(\d+)")
 _WHOLE_BODY = 256 * 1024  # bodies of known length up to this size are relayed in one write
+_MAX_BODY = 64 * 1024 * 1024  # largest request body accepted (prompts with images)
 
 
 class Metrics:
-    """Prometheus metrics in the proxy's own registry (no process globals)."""
+    """Prometheus metrics in the proxy's own registry (no process globals).
 
-    def __init__(self) -> None:
+    With `--workers N` every worker writes to files in `directory` (prometheus_client's
+    multiprocess mode, chosen by `PROMETHEUS_MULTIPROC_DIR` before it is imported) and any
+    worker's `/metrics` adds them all up.
+    """
+
+    def __init__(self, directory: str | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry: CollectorRegistry = CollectorRegistry()
+        self.directory = directory
+        if directory is not None:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            MultiProcessCollector(self.registry, path=directory)  # type: ignore[no-untyped-call]
+        own = None if directory is not None else self.registry  # the files are the registry
+        self._children: dict[tuple[str, ...], Any] = {}
         self.requests = Counter(
             "llmobs_proxy_requests",
             "Requests handled, by outcome",
             ["method", "status", "provider", "fault"],
-            registry=self.registry,
+            registry=own,
         )
         self.faults = Counter(
             "llmobs_proxy_faults_injected",
             "Faults injected",
             ["fault", "provider", "source"],
-            registry=self.registry,
+            registry=own,
         )
         self.upstream_errors = Counter(
             "llmobs_proxy_upstream_errors",
             "Upstream requests that failed",
             ["kind"],
-            registry=self.registry,
+            registry=own,
         )
         self.duration = Histogram(
             "llmobs_proxy_request_duration_seconds",
             "Time from request to the end of the answer",
             ["provider"],
-            registry=self.registry,
+            registry=own,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
         self.in_flight = Gauge(
-            "llmobs_proxy_in_flight_requests", "Requests being handled", registry=self.registry
+            "llmobs_proxy_in_flight_requests",
+            "Requests being handled",
+            registry=own,
+            multiprocess_mode="livesum",
         )
+
+    # The label children of the per-request metrics, looked up once per label set: the
+    # client's `labels()` validates and locks on every call.
+    def count(self, method: str, status: int, provider: str, fault: str) -> None:
+        key = ("requests", method, str(status), provider, fault)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.requests.labels(method, key[2], provider, fault)
+        child.inc()
+
+    def observe(self, provider: str, seconds: float) -> None:
+        key = ("duration", provider)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.duration.labels(provider)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
@@ -120,6 +157,9 @@ class ChaosProxy:
         routes: list[Route] | None = None,
         otlp_endpoint: str | None = None,
         shutdown_timeout: float = 10.0,
+        scope: str = "proxy",
+        metrics_dir: str | None = None,
+        worker: int | None = None,
     ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -127,34 +167,48 @@ class ChaosProxy:
                 f"--upstream {upstream!r}: expected http(s)://host[:port][/base]"
             )
         self.upstream = upstream.rstrip("/")
-        self.injector = Injector(rules, seed, scope="proxy")
+        self.injector = Injector(rules, seed, scope=scope)
+        # Rules that can never fire (probability 0) need no look at the request body.
+        self._may_fault = any(rule.probability > 0 for rule in rules)
         self.registry = ProviderRegistry(routes or [])
-        self.metrics = Metrics()
+        self.metrics = Metrics(metrics_dir)
+        self.worker = worker  # its index under --workers
         self.shutdown_timeout = shutdown_timeout
         self.tracer_provider: TracerProvider | None = None
         if otlp_endpoint:
             self.tracer_provider = _tracer_provider(otlp_endpoint)
         self._session: ClientSession | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: web.BaseRunner | None = None
         self.address: tuple[str, int] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
         from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
         self._session = ClientSession(
+            # No pool limit (aiohttp's default is 100 connections): the proxy must not queue
+            # requests the caller did not queue. Keep-alive to the upstream is aiohttp's.
             connector=TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
             auto_decompress=False,
             skip_auto_headers=_SKIP_AUTO,
             timeout=ClientTimeout(total=None, connect=30, sock_read=None),
         )
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+        loop = asyncio.get_running_loop()
+
+        def make_request(
+            message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+        ) -> web.BaseRequest:
+            return web.BaseRequest(
+                message, payload, protocol, writer, task, loop, client_max_size=_MAX_BODY
+            )
+
+        # The low-level server: one handler, no router or middlewares to go through.
+        handler = web.Server(self._dispatch, request_factory=make_request, access_log=None)
+        self._runner = web.ServerRunner(handler, shutdown_timeout=self.shutdown_timeout)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner, host, port, reuse_address=True, reuse_port=reuse_port or None
+        )
         await site.start()
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
@@ -175,19 +229,25 @@ class ChaosProxy:
             self.tracer_provider.shutdown()
 
     # -- the proxy's own endpoints ---------------------------------------------------------------
-    async def _healthz(self, request: web.Request) -> web.StreamResponse:
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method in ("GET", "HEAD") and request.path in ("/healthz", "/metrics"):
+            return await (self._healthz if request.path == "/healthz" else self._metrics)(request)
+        return await self._handle(request)
+
+    async def _healthz(self, request: web.BaseRequest) -> web.StreamResponse:
         from aiohttp import web
 
-        return web.json_response(
-            {
-                "status": "ok",
-                "upstream": self.upstream,
-                "rules": len(self.injector.rules),
-                "seed": self.injector.seed,
-            }
-        )
+        health = {
+            "status": "ok",
+            "upstream": self.upstream,
+            "rules": len(self.injector.rules),
+            "seed": self.injector.seed,
+        }
+        if self.worker is not None:
+            health["worker"] = self.worker
+        return web.json_response(health)
 
-    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+    async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         from aiohttp import web
         from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -196,7 +256,7 @@ class ChaosProxy:
         )
 
     # -- one request -------------------------------------------------------------------------
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         metrics = self.metrics
         metrics.in_flight.inc()
         state = _State(time.perf_counter())
@@ -206,12 +266,12 @@ class ChaosProxy:
             metrics.in_flight.dec()
             provider = state.provider or "-"
             fault = state.injection.fault.name if state.injection is not None else "none"
-            metrics.requests.labels(request.method, str(state.status), provider, fault).inc()
-            metrics.duration.labels(provider).observe(time.perf_counter() - state.started)
+            metrics.count(request.method, state.status, provider, fault)
+            metrics.observe(provider, time.perf_counter() - state.started)
             if self.tracer_provider is not None and state.exchange is not None:
                 self._span(request, state)
 
-    async def _proxy(self, request: web.Request, state: _State) -> web.StreamResponse:
+    async def _proxy(self, request: web.BaseRequest, state: _State) -> web.StreamResponse:
         from aiohttp import web
 
         body = await request.read()
@@ -219,8 +279,9 @@ class ChaosProxy:
         header = request.headers.get(FAULT_HEADER)
         if header is not None:
             try:
-                retries = request.headers.get("x-stainless-retry-count")
-                header_rule = parse_header_rule(header, retries, f"{FAULT_HEADER}: {header}")
+                header_rule = parse_header_rule(
+                    header, _retry_count(request), f"{FAULT_HEADER}: {header}"
+                )
             except ChaosConfigError as exc:
                 state.status = 400
                 return web.json_response(
@@ -228,7 +289,7 @@ class ChaosProxy:
                 )
         url = self.upstream + request.path_qs
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP]
-        if header_rule is not None or self.injector.active or self.tracer_provider is not None:
+        if header_rule is not None or self._may_fault or self.tracer_provider is not None:
             exchange = Exchange("llmobs-proxy", request.method, url, headers, body)
             state.exchange = exchange
             info = describe(exchange, self.registry)
@@ -250,7 +311,7 @@ class ChaosProxy:
         return await self._forward(request, url, headers, body, state)
 
     async def _serve_fault(
-        self, request: web.Request, injection: Injection, state: _State
+        self, request: web.BaseRequest, injection: Injection, state: _State
     ) -> web.StreamResponse:
         from aiohttp import web
 
@@ -260,9 +321,17 @@ class ChaosProxy:
             state.status = reply.status
             if exchange is not None:
                 exchange.got_headers(reply.status, reply.headers)
-                exchange.got_chunk(reply.body)
+                for piece in reply.events if reply.events is not None else [reply.body]:
+                    exchange.got_chunk(piece)
                 exchange.complete = True
-            return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+            if reply.events is None:
+                return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+            response = web.StreamResponse(status=reply.status, headers=reply.headers)
+            await response.prepare(request)
+            for event in reply.events:
+                await response.write(event)
+            await response.write_eof()
+            return response
         if injection.transport == "timeout":
             await _stall(request, _stall_for(request, injection))
         state.status = 0
@@ -270,7 +339,7 @@ class ChaosProxy:
 
     async def _forward(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         url: str,
         headers: list[tuple[str, str]],
         body: bytes,
@@ -325,7 +394,7 @@ class ChaosProxy:
             return response
 
     async def _whole(
-        self, request: web.Request, upstream: ClientResponse, state: _State
+        self, request: web.BaseRequest, upstream: ClientResponse, state: _State
     ) -> web.StreamResponse:
         """A small body of known length (a JSON answer, not a stream) goes out in one write
         with its headers: one syscall and one wake-up of the caller instead of three."""
@@ -344,13 +413,18 @@ class ChaosProxy:
         return response
 
     async def _damaged(
-        self, request: web.Request, upstream: ClientResponse, damage: Damage, state: _State
+        self, request: web.BaseRequest, upstream: ClientResponse, damage: Damage, state: _State
     ) -> web.StreamResponse:
         from aiohttp import web
 
         exchange = state.exchange
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         _copy_headers(upstream, response, keep_length=False)
+        headers = list(response.headers.items())
+        changed = damage.dialect.damage_headers(headers, damage.fault, damage.params, damage.info)
+        if changed != headers:
+            response.headers.clear()
+            response.headers.extend(changed)
         if not damage.info.stream:  # one JSON body: damage it whole, then frame it
             raw = await upstream.read()
             pieces, ending = plan(damage, [raw])
@@ -376,7 +450,7 @@ class ChaosProxy:
 
     async def _send(
         self,
-        request: web.Request,
+        request: web.BaseRequest,
         response: web.StreamResponse,
         step: Step,
         state: _State,
@@ -404,7 +478,7 @@ class ChaosProxy:
         return _drop(request, response)
 
     # -- spans -----------------------------------------------------------------------------
-    def _span(self, request: web.Request, state: _State) -> None:
+    def _span(self, request: web.BaseRequest, state: _State) -> None:
         from opentelemetry.trace import SpanKind, Status, StatusCode
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -480,10 +554,21 @@ def _copy_headers(
 
 
 def _is_stream(upstream: ClientResponse) -> bool:
-    return "event-stream" in upstream.headers.get("content-type", "")
+    content_type = upstream.headers.get("content-type", "")
+    return "event-stream" in content_type or "eventstream" in content_type  # SSE, AWS
 
 
-def _announced_timeout(request: web.Request) -> float | None:
+def _retry_count(request: web.BaseRequest) -> str | None:
+    """Which retry this is, as the SDK numbers it: `x-stainless-retry-count: N` (openai,
+    anthropic) or botocore's `amz-sdk-request: attempt=N; max=M` (from 1)."""
+    count = request.headers.get("x-stainless-retry-count")
+    if count is not None:
+        return count
+    found = _ATTEMPT.search(request.headers.get("amz-sdk-request", ""))
+    return str(int(found.group(1)) - 1) if found else None
+
+
+def _announced_timeout(request: web.BaseRequest) -> float | None:
     """The read timeout the caller announced (the Stainless SDKs send it), if any."""
     for name in ("x-stainless-read-timeout", "x-stainless-timeout"):
         value = request.headers.get(name)
@@ -495,13 +580,13 @@ def _announced_timeout(request: web.Request) -> float | None:
     return None
 
 
-def _stall_for(request: web.Request, injection: Injection) -> float:
+def _stall_for(request: web.BaseRequest, injection: Injection) -> float:
     """Stall past the caller's own read timeout when it told us one, else `hang_s`."""
     announced = _announced_timeout(request)
     return max(injection.hang_s, announced + 1.0) if announced is not None else injection.hang_s
 
 
-async def _stall(request: web.Request, seconds: float) -> None:
+async def _stall(request: web.BaseRequest, seconds: float) -> None:
     """Send nothing for `seconds`, or until the caller hangs up."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -511,7 +596,9 @@ async def _stall(request: web.Request, seconds: float) -> None:
         await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
 
-def _drop(request: web.Request, response: web.StreamResponse | None = None) -> web.StreamResponse:
+def _drop(
+    request: web.BaseRequest, response: web.StreamResponse | None = None
+) -> web.StreamResponse:
     """Close the connection without finishing the response (a reset)."""
     from aiohttp import web
 
@@ -574,6 +661,14 @@ def register_cli(subparsers: Any) -> None:
         metavar="S",
         help="on SIGTERM, how long requests in flight may take (default %(default)s)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port with SO_REUSEPORT (Linux), for more than one "
+        "core; /metrics adds them up (default %(default)s)",
+    )
     parser.add_argument("--list-faults", action="store_true", help="print the fault catalog")
     parser.set_defaults(func=main)
 
@@ -597,29 +692,66 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         host, port = _listen(args.listen)
-        rules: list[Rule] = []
+        if args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: expected 1 or more")
         seed = args.seed
         if args.scenario:
-            scenario = load_scenario(Path(args.scenario))
-            rules = list(scenario.rules)
+            scenario = load_scenario(Path(args.scenario))  # checked here, loaded by each worker
             seed = seed if seed is not None else scenario.seed
         if seed is None:
             import random
 
             seed = random.SystemRandom().randrange(1, 2**31)
-        routes = [Route.parse(text) for text in args.route]
-        proxy = ChaosProxy(
-            args.upstream,
-            rules,
-            seed,
-            routes=routes,
+        options = ProxyOptions(
+            upstream=args.upstream,
+            host=host,
+            port=port,
+            seed=seed,
+            scenario=args.scenario,
+            routes=tuple(args.route),
             otlp_endpoint=args.otlp_endpoint,
             shutdown_timeout=args.shutdown_timeout,
         )
+        if args.workers > 1:
+            from .proxy_workers import serve_workers
+
+            return serve_workers(options, args.workers)
+        proxy = options.build()
     except (ChaosConfigError, ValueError) as exc:
         print(f"llmobs proxy: {exc}", file=sys.stderr)
         return 2
-    return _run(_serve(proxy, host, port, rules))
+    return _run(_serve(proxy, host, port))
+
+
+@dataclass(frozen=True)
+class ProxyOptions:
+    """What `llmobs proxy` was asked for, in a form a worker process can be handed."""
+
+    upstream: str
+    host: str
+    port: int
+    seed: int
+    scenario: str | None = None
+    routes: tuple[str, ...] = ()
+    otlp_endpoint: str | None = None
+    shutdown_timeout: float = 10.0
+
+    def build_rules(self) -> list[Rule]:
+        return list(load_scenario(Path(self.scenario)).rules) if self.scenario else []
+
+    def build(self, *, worker: int | None = None, metrics_dir: str | None = None) -> ChaosProxy:
+        return ChaosProxy(
+            self.upstream,
+            self.build_rules(),
+            self.seed,
+            routes=[Route.parse(text) for text in self.routes],
+            otlp_endpoint=self.otlp_endpoint,
+            shutdown_timeout=self.shutdown_timeout,
+            # Each worker draws from its own generators: same seed and requests, same faults.
+            scope="proxy" if worker is None else f"proxy:{worker}",
+            metrics_dir=metrics_dir,
+            worker=worker,
+        )
 
 
 def _run(main: Any) -> int:
@@ -631,24 +763,43 @@ def _run(main: Any) -> int:
     return uvloop.run(main)  # type: ignore[no-any-return]
 
 
-async def _serve(proxy: ChaosProxy, host: str, port: int, rules: list[Rule]) -> int:
+async def _serve(
+    proxy: ChaosProxy, host: str, port: int, report: Callable[[str, Any], None] | None = None
+) -> int:
+    """Serve until SIGTERM / SIGINT. A worker `report`s ("ready", address) and ("stopped",
+    faults injected) to its parent instead of printing."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    bound_host, bound_port = await proxy.start(host, port)
-    print(
-        f"llmobs proxy listening on http://{bound_host}:{bound_port} → {proxy.upstream} "
-        f"(seed {proxy.injector.seed}; rules: {describe_rules(rules) or 'none'})",
-        flush=True,
-    )
+    address = await proxy.start(host, port, reuse_port=report is not None)
+    if report is not None:
+        report("ready", address)
+    else:
+        print(listening_line(address, proxy.upstream, proxy.injector.seed, proxy.injector.rules))
+        sys.stdout.flush()
     await stop.wait()
-    print("llmobs proxy: stopping (letting requests in flight finish)", flush=True)
+    if report is None:
+        print("llmobs proxy: stopping (letting requests in flight finish)", flush=True)
     await proxy.stop()
-    print(
-        json.dumps({"stopped": True, "faults_injected": len(proxy.injector.injected)}), flush=True
-    )
+    if report is not None:
+        report("stopped", len(proxy.injector.injected))
+    else:
+        stopped = {"stopped": True, "faults_injected": len(proxy.injector.injected)}
+        print(json.dumps(stopped), flush=True)
     return 0
+
+
+def listening_line(
+    address: tuple[str, int], upstream: str, seed: int, rules: list[Rule], workers: int = 1
+) -> str:
+    """The first line the proxy prints (scripts read the URL from its fifth word)."""
+    host, port = address
+    more = f"; workers: {workers}" if workers > 1 else ""
+    return (
+        f"llmobs proxy listening on http://{host}:{port} → {upstream} "
+        f"(seed {seed}; rules: {describe_rules(rules) or 'none'}{more})"
+    )
 
 
 def _listen(text: str) -> tuple[str, int]:

@@ -18,7 +18,7 @@ from .dialects import RequestInfo
 
 RULE_KEYS = ("fault", "match", "probability", "times", "skip", "params")
 MATCH_KEYS = ("provider", "model", "path", "host", "api", "stream", "call")
-APIS = ("chat", "responses", "messages", "embeddings")
+APIS = ("chat", "responses", "messages", "embeddings", "converse", "invoke", "generate_content")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from .catalog import Injection, describe
 from .damage import plan
 from .injector import Injector
 from .rules import Rule
+from .verdict import Policy
 
 if TYPE_CHECKING:
     from ..intercept.exchange import Exchange
@@ -38,10 +39,19 @@ class TestChaos:
     injector: Injector
     sources: list[str] = field(default_factory=list)
     assertion_failed: bool = False  # assert_resilient failed the test (not the app)
+    policy: Policy = field(default_factory=Policy)  # the verdict's thresholds
 
     @classmethod
-    def create(cls, nodeid: str, seed: int, rules: list[Rule], sources: list[str]) -> TestChaos:
-        return cls(nodeid, seed, Injector(rules, seed, scope=nodeid), sources)
+    def create(
+        cls,
+        nodeid: str,
+        seed: int,
+        rules: list[Rule],
+        sources: list[str],
+        policy: Policy | None = None,
+    ) -> TestChaos:
+        injector = Injector(rules, seed, scope=nodeid)
+        return cls(nodeid, seed, injector, sources, policy=policy or Policy())
 
     @property
     def injected(self) -> list[dict[str, Any]]:
@@ -52,17 +62,23 @@ class ChaosSession:
     """Session-wide: the seed, the scenario from `--llm-chaos`, and the running test."""
 
     def __init__(
-        self, registry: ProviderRegistry, seed: int, rules: list[Rule], scenario: str | None = None
+        self,
+        registry: ProviderRegistry,
+        seed: int,
+        rules: list[Rule],
+        scenario: str | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.registry = registry
         self.seed = seed
         self.rules = rules
         self.scenario = scenario
+        self.policy = policy or Policy()
         self._active: TestChaos | None = None
         self._lock = threading.Lock()
 
     def start_test(self, nodeid: str, rules: list[Rule], sources: list[str]) -> TestChaos:
-        test = TestChaos.create(nodeid, self.seed, [*rules, *self.rules], sources)
+        test = TestChaos.create(nodeid, self.seed, [*rules, *self.rules], sources, self.policy)
         with self._lock:
             self._active = test
         return test
@@ -94,11 +110,14 @@ def to_canned(injection: Injection) -> CannedResponse:
     if injection.reply is not None:
         reply = injection.reply
         body = reply.body
-        headers = [*reply.headers, ("content-length", str(len(body)))]
+        if reply.events is not None:  # a 200 stream in place of the answer (blocked prompt)
+            headers, chunks = list(reply.headers), [(0.0, event) for event in reply.events]
+        else:
+            headers, chunks = [*reply.headers, ("content-length", str(len(body)))], [(0.0, body)]
         return CannedResponse(
             status=reply.status,
             headers=headers,
-            chunks=[(0.0, body)],
+            chunks=chunks,
             source="chaos",
             pace=1.0,
             annotations=annotations,
@@ -118,7 +137,9 @@ def to_canned(injection: Injection) -> CannedResponse:
     base = injection.dialect.synthesize(injection.info, str(injection.params.get("text") or ""))
     pieces = base.events if base.events is not None else [base.body]
     chunks, ending = plan(damage, pieces)
-    headers = list(base.headers)
+    headers = injection.dialect.damage_headers(
+        list(base.headers), injection.fault.name, injection.params, injection.info
+    )
     if not injection.info.stream and ending == "close":
         headers.append(("content-length", str(sum(len(data) for _, data in chunks))))
     last = chunks[-1][0] if chunks else 0.0

@@ -13,9 +13,11 @@ Findings (severity: error fails `assert_resilient()`, warning fails it with
 - `retried_non_retryable` (error): the same request was sent again after a fault that
   retrying cannot fix (quota, context length, content filter).
 - `retry_after_ignored` (error): a retry came sooner than `retry-after(-ms)` asked.
-- `retry_storm` (error): more than `max_attempts` attempts of one request, or repeated
-  retries without waiting `min_backoff_s`.
-- `no_backoff` (warning): two or more retries at a constant (or shrinking) interval.
+- `retry_storm` (error): more than `max_retries` retries of one request, `storm_retries`
+  retries each sooner than `min_backoff_ms`, or `storm_retries` retries with less than
+  `storm_window_ms` of waiting between them in all.
+- `no_backoff` (warning): two or more retries whose waits do not grow (each at least
+  `backoff_growth` times the one before).
 - `no_read_timeout` (error): on `timeout` / `stall_mid_stream` the client had no read
   timeout, or one above `max_read_timeout_s`.
 - `partial_output_used` (error): the text of a damaged answer reappears in a later request.
@@ -33,6 +35,9 @@ Findings (severity: error fails `assert_resilient()`, warning fails it with
 Whether the app *raised* after a silently truncated answer is visible only from the test
 outcome: the automatic end-of-test verdict uses it; `assert_resilient()`, called inside
 the test, takes "the app returned normally" as given.
+
+The thresholds are a `Policy`, set for a run with `--llm-chaos-verdict` / ini
+`llm_chaos_verdict` (`Policy.parse`: `min_backoff_ms=50 storm_window_ms=2000 …`).
 """
 
 from __future__ import annotations
@@ -51,10 +56,86 @@ _SILENT = frozenset({"stream_truncated", "truncate_length", "content_filter"})
 
 @dataclass(frozen=True)
 class Policy:
-    max_attempts: int = 5
-    min_backoff_s: float = 0.1
+    """The verdict's thresholds. Defaults leave the SDKs' own retry schedules alone (openai,
+    anthropic: 0.5 s doubling; botocore: jittered from 50 ms for 5xx and 1 s for throttling;
+    google-genai: 1 s doubling) and catch clients that hammer."""
+
+    max_attempts: int = 5  # attempts of one request (max_retries + 1)
+    min_backoff_s: float = 0.1  # a retry sooner than this after a failure is immediate
     max_read_timeout_s: float = 120.0
-    retry_after_slack_s: float = 0.05
+    retry_after_slack_s: float = 0.05  # a retry may come this much early…
+    retry_after_ratio: float = 0.9  # …or after this share of the wait asked
+    storm_retries: int = 3  # this many immediate retries, or within the window, are a storm
+    storm_window_s: float = 0.5
+    backoff_growth: float = 1.1  # each wait at least this times the one before
+
+    @classmethod
+    def parse(cls, text: str) -> Policy:
+        """`max_retries=4 min_backoff_ms=100 …` (spaces or commas between) → a Policy.
+
+        Raises ValueError naming the bad key or value and the valid keys."""
+        values: dict[str, Any] = {}
+        for item in text.replace(",", " ").split():
+            name, sep, raw = item.partition("=")
+            key = _POLICY_KEYS.get(name)
+            if key is None or not sep:
+                problem = f"unknown key {name!r}" if key is None else f"{item!r} needs a value"
+                raise ValueError(
+                    f"{problem}; valid keys: {', '.join(_POLICY_KEYS)} (e.g. min_backoff_ms=100)"
+                )
+            values[key.field] = key.convert(name, raw)
+        return cls(**values)
+
+    def describe(self) -> str:
+        """The thresholds that differ from the defaults, as `parse` reads them."""
+        default = Policy()
+        return " ".join(
+            f"{name}={key.shown(getattr(self, key.field)):g}"
+            for name, key in _POLICY_KEYS.items()
+            if getattr(self, key.field) != getattr(default, key.field)
+        )
+
+
+@dataclass(frozen=True)
+class _Key:
+    """One `llm_chaos_verdict` key: field value = number * scale + offset."""
+
+    field: str
+    integral: bool = False
+    low: float = 0.0
+    high: float = float("inf")
+    scale: float = 1.0
+    offset: int = 0
+
+    def convert(self, name: str, raw: str) -> float | int:
+        try:
+            number = float(raw)
+        except ValueError:
+            number = float("nan")
+        if not self.low <= number <= self.high or (self.integral and not number.is_integer()):
+            kind = "an integer" if self.integral else "a number"
+            unbounded = self.high == float("inf")
+            limit = f">= {self.low:g}" if unbounded else f"from {self.low:g} to {self.high:g}"
+            raise ValueError(f"{name}={raw!r} must be {kind} {limit}")
+        if self.integral:
+            return int(number) + self.offset
+        return number * self.scale
+
+    def shown(self, value: float) -> float:
+        return (value - self.offset) / self.scale
+
+
+_MS = 0.001
+_POLICY_KEYS: dict[str, _Key] = {
+    "max_retries": _Key("max_attempts", integral=True, offset=1),
+    "min_backoff_ms": _Key("min_backoff_s", scale=_MS),
+    "storm_retries": _Key("storm_retries", integral=True, low=2),
+    "storm_window_ms": _Key("storm_window_s", scale=_MS),
+    "backoff_growth": _Key("backoff_growth", low=1),
+    "retry_after_tolerance_ms": _Key("retry_after_slack_s", scale=_MS),
+    "retry_after_ratio": _Key("retry_after_ratio", high=1),
+    "max_read_timeout_s": _Key("max_read_timeout_s"),
+}
 
 
 @dataclass(frozen=True)
@@ -206,7 +287,8 @@ class _Judge:
             self.wasted.add(index)
             if retry_after is not None:
                 waited = self.gap(index, retry)
-                if waited + self.policy.retry_after_slack_s < retry_after * 0.9:
+                policy = self.policy
+                if waited + policy.retry_after_slack_s < retry_after * policy.retry_after_ratio:
                     self.add(
                         "retry_after_ignored",
                         "error",
@@ -385,30 +467,46 @@ class _Judge:
                 "retry_storm",
                 "error",
                 f"{self.label(chain[0])} was sent {len(chain)} times (more than "
-                f"{policy.max_attempts})",
+                f"{policy.max_attempts}: max_retries={policy.max_attempts - 1})",
                 chain,
             )
             return
+        # Waits the client chose: not those after a fault that said how long to wait.
         gaps = [
             self.gap(a, b)
             for a, b in itertools.pairwise(chain)
             if _float(self.calls[a].attributes.get("llmobs.chaos.retry_after_s")) is None
             and _failed(self.calls[a])
         ]
-        if len(gaps) >= 2 and all(g < policy.min_backoff_s for g in gaps):
+        waits = ", ".join(f"{g:.3f}" for g in gaps)
+        burst = policy.storm_retries
+        immediate = sum(g < policy.min_backoff_s for g in gaps)
+        window = min((sum(gaps[i : i + burst]) for i in range(len(gaps) - burst + 1)), default=None)
+        if immediate >= burst:
             self.add(
                 "retry_storm",
                 "error",
-                f"{self.label(chain[0])} was retried {len(gaps)} times with waits of "
-                f"{', '.join(f'{g:.3f}' for g in gaps)} s: no backoff",
+                f"{self.label(chain[0])} was retried {len(gaps)} times with waits of {waits} s: "
+                f"{immediate} sooner than {policy.min_backoff_s * 1000:g} ms (min_backoff_ms)",
                 chain,
             )
-        elif len(gaps) >= 2 and all(b <= a * 1.1 for a, b in itertools.pairwise(gaps)):
+        elif window is not None and window < policy.storm_window_s:
+            self.add(
+                "retry_storm",
+                "error",
+                f"{self.label(chain[0])} was retried {len(gaps)} times with waits of {waits} s: "
+                f"{burst} retries within {window * 1000:.0f} ms (storm_window_ms="
+                f"{policy.storm_window_s * 1000:g})",
+                chain,
+            )
+        elif len(gaps) >= 2 and all(
+            b < a * policy.backoff_growth for a, b in itertools.pairwise(gaps)
+        ):
             self.add(
                 "no_backoff",
                 "warning",
-                f"{self.label(chain[0])} retried with waits of "
-                f"{', '.join(f'{g:.3f}' for g in gaps)} s: they should grow",
+                f"{self.label(chain[0])} retried with waits of {waits} s: each should be at "
+                f"least {policy.backoff_growth:g} times the one before (backoff_growth)",
                 chain,
             )
 

@@ -123,7 +123,7 @@ class _Patches:
     # -- patched methods -------------------------------------------------------------
     def _connect(self, original: Any) -> Any:
         async def connect(connector: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
-            if self.interceptor.suspended:
+            if self.interceptor.bypassed:
                 return await original(connector, req, *args, **kwargs)
             self._sweep()
             timeout = args[1] if len(args) > 1 else kwargs.get("timeout")

@@ -33,7 +33,7 @@ def install(interceptor: Interceptor) -> list[Unpatch]:
     original = URLLib3Session.send
 
     def send(session: Any, request: Any) -> Any:
-        if interceptor.suspended:
+        if interceptor.bypassed:
             return original(session, request)
         exchange = interceptor.begin(
             CLIENT,

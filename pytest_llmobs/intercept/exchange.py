@@ -102,12 +102,13 @@ class Exchange:
     def _url_parts(self) -> SplitResult:
         return urlsplit(self.url)
 
-    @property
+    # hostname and port are recomputed by urlsplit's result on every access: parse once
+    @cached_property
     def host(self) -> str:
         return self._url_parts.hostname or ""
 
-    @property
-    def port(self) -> int | None:
+    @cached_property
+    def port(self) -> int | None:  # raises ValueError for a malformed port, like urlsplit
         parts = self._url_parts
         if parts.port:
             return parts.port

@@ -40,7 +40,7 @@ def _patch_module(httpx: ModuleType, interceptor: Interceptor) -> list[Unpatch]:
     streams = _stream_classes(httpx, interceptor)
 
     def handle_request(transport: Any, request: Any) -> Any:
-        if interceptor.suspended:
+        if interceptor.bypassed:
             return original_sync(transport, request)
         exchange = _begin(httpx, interceptor, request)
         canned = interceptor.respond(exchange)
@@ -57,7 +57,7 @@ def _patch_module(httpx: ModuleType, interceptor: Interceptor) -> list[Unpatch]:
         return response
 
     async def handle_async_request(transport: Any, request: Any) -> Any:
-        if interceptor.suspended:
+        if interceptor.bypassed:
             return await original_async(transport, request)
         exchange = _begin(httpx, interceptor, request)
         canned = interceptor.respond(exchange)
@@ -92,17 +92,24 @@ def _begin(httpx: ModuleType, interceptor: Interceptor, request: Any) -> Exchang
         httpx.__name__,
         request.method,
         str(request.url),
-        [(k, v) for k, v in request.headers.multi_items()],
+        _header_list(request.headers),
         body,
         read_timeout=timeout,
     )
+
+
+def _header_list(headers: Any) -> list[tuple[str, str]]:
+    """`headers.multi_items()` (lowercased names, the headers' own encoding), without its
+    per-item property lookups: this runs for every request and response."""
+    encoding = headers.encoding
+    return [(k.lower().decode(encoding), v.decode(encoding)) for k, v in headers.raw]
 
 
 def _got_headers(exchange: Exchange, response: Any) -> None:
     reason = response.extensions.get("reason_phrase", b"")
     exchange.got_headers(
         response.status_code,
-        [(k, v) for k, v in response.headers.multi_items()],
+        _header_list(response.headers),
         reason.decode("latin-1") if isinstance(reason, bytes) else str(reason),
     )
 

@@ -17,6 +17,8 @@ from opentelemetry import context as otel_context
 
 from .exchange import CannedResponse, Exchange
 
+# OpenTelemetry exporters (the BatchSpanProcessor, our live export) send inside this key.
+_SUPPRESSED = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 Responder = Callable[[Exchange], CannedResponse | None]
 Listener = Callable[[Exchange], None]
 Unpatch = Callable[[], None]
@@ -36,6 +38,12 @@ class Interceptor:
         # is installed on top, we pass traffic straight through and see nothing.
         self.suspended = 0
         self._nested_over: set[Interceptor] = set()
+
+    @property
+    def bypassed(self) -> bool:
+        """Let this request through unseen: a nested session's patches sit on top of ours,
+        or it is telemetry (an exporter's own HTTP calls are neither LLM nor app traffic)."""
+        return bool(self.suspended) or bool(otel_context.get_value(_SUPPRESSED))
 
     # -- lifecycle -------------------------------------------------------------
     def install(self) -> None:

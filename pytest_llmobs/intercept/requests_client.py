@@ -33,7 +33,7 @@ def _patch_send(adapter_cls: Any, interceptor: Interceptor) -> Unpatch:
     def send(
         adapter: Any, request: Any, stream: bool = False, timeout: Any = None, **kw: Any
     ) -> Any:
-        if interceptor.suspended:
+        if interceptor.bypassed:
             return original(adapter, request, stream=stream, timeout=timeout, **kw)
         exchange = interceptor.begin(
             "requests",

@@ -18,6 +18,9 @@ def load_json(data: bytes | str) -> Any:
     if not data:
         return None
     try:
+        if isinstance(data, bytes) and data[:1] in b"{[" and data[1:2] != b"\x00":
+            # UTF-8, as json.loads would detect: skip its detection (every body comes here)
+            return json.loads(data.decode("utf-8", "surrogatepass"))
         return json.loads(data)
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError too
         return None

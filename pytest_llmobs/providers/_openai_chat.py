@@ -55,6 +55,8 @@ class _Choice:
     finish_reason: str | None = None
 
     def output(self) -> str:
+        if not self.tool_calls and self.refusal is None:  # the common case, once per call
+            return self.content or ""
         calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
         tools = [tool_call_text(c.name, c.arguments) for c in calls]
         return join_output([self.content, self.refusal, *tools])

@@ -13,6 +13,7 @@ from ._common import request_json
 from ._json import JSONObject
 
 Parser = Callable[[Exchange, JSONObject, str | None], LLMCall | None]
+Detector = Callable[[Exchange, JSONObject, str | None], bool]
 
 _PARSERS: dict[str, Parser] = {
     openai.OPENAI: openai.parse,
@@ -32,6 +33,19 @@ _DETECTORS: tuple[Parser, ...] = (
     gemini.parse,
     ollama.parse,
 )
+
+# Each wire format's `parse` returns a call exactly when its `detects` is true.
+_DETECTS: dict[str, Detector] = {
+    openai.OPENAI: openai.detects,
+    openai.AZURE: openai.detects,
+    anthropic.ANTHROPIC: anthropic.detects,
+    bedrock.BEDROCK: bedrock.detects,
+    gemini.GEMINI: gemini.detects,
+    gemini.VERTEX: gemini.detects,
+    ollama.OLLAMA: ollama.detects,
+}
+
+_ANY_DETECTS: tuple[Detector, ...] = tuple(dict.fromkeys(_DETECTS.values()))
 
 PROVIDER_NAMES: tuple[str, ...] = tuple(_PARSERS)
 
@@ -97,6 +111,14 @@ def _parsable_url(url: str) -> bool:
     return True
 
 
+def _valid_url(exchange: Exchange) -> bool:
+    try:
+        exchange.port  # noqa: B018 - parses the URL once (cached), raising if malformed
+    except ValueError:
+        return False
+    return True
+
+
 def _under(path: str, prefix: str) -> bool:
     return not prefix or path == prefix or path.startswith(prefix + "/")
 
@@ -110,8 +132,21 @@ class ProviderRegistry:
     def route_for(self, exchange: Exchange) -> Route | None:
         return next((route for route in self._routes if route.matches(exchange)), None)
 
+    def recognizes(self, exchange: Exchange) -> bool:
+        """Whether `parse` will make a call of this exchange, from its request alone: cheap
+        enough to ask for every request, before any response exists."""
+        if exchange.method.upper() != "POST" or not _valid_url(exchange):
+            return False
+        request = request_json(exchange)
+        if request is None:
+            return False
+        route = self.route_for(exchange)
+        if route is not None:
+            return _DETECTS[route.provider](exchange, request, route.provider)
+        return any(detects(exchange, request, None) for detects in _ANY_DETECTS)
+
     def parse(self, exchange: Exchange) -> LLMCall | None:
-        if exchange.method.upper() != "POST" or not _parsable_url(exchange.url):
+        if exchange.method.upper() != "POST" or not _valid_url(exchange):
             return None
         request = request_json(exchange)
         if request is None:

@@ -57,7 +57,7 @@ def parse(exchange: Exchange, request: JSONObject, provider: str | None = None) 
 
     `provider` comes from a user route: any `…/messages` path on that host counts.
     """
-    if not _is_messages(exchange, request, routed=provider is not None):
+    if not detects(exchange, request, provider):
         return None
     call = new_call(exchange, ANTHROPIC, "chat", request)
     call.request_id = exchange.response_header("request-id")
@@ -67,6 +67,11 @@ def parse(exchange: Exchange, request: JSONObject, provider: str | None = None) 
         message = _read_body(call, exchange)
     apply_message(call, message, request)
     return call
+
+
+def detects(exchange: Exchange, request: JSONObject, provider: str | None = None) -> bool:
+    """Whether `parse` makes a call of this request (the response plays no part)."""
+    return _is_messages(exchange, request, routed=provider is not None)
 
 
 def _is_messages(exchange: Exchange, request: JSONObject, *, routed: bool) -> bool:

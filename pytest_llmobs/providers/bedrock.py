@@ -62,7 +62,7 @@ def parse(exchange: Exchange, request: JSONObject, provider: str | None = None) 
     `provider` comes from a user route: then any host and any signature counts.
     """
     match = _PATH.search(exchange.path.rstrip("/"))
-    if match is None or (provider is None and not _is_aws_request(exchange)):
+    if match is None or not detects(exchange, request, provider):
         return None
     action, model = match["action"], unquote(match["model"])
     family = "converse" if action.startswith("converse") else _family(request, model)
@@ -82,6 +82,13 @@ def parse(exchange: Exchange, request: JSONObject, provider: str | None = None) 
         metrics = _read_native(call, exchange, streamed)
     _fallback_usage(call, exchange, metrics)
     return call
+
+
+def detects(exchange: Exchange, request: JSONObject, provider: str | None = None) -> bool:
+    """Whether `parse` makes a call of this request (the response plays no part)."""
+    if _PATH.search(exchange.path.rstrip("/")) is None:
+        return False
+    return provider is not None or _is_aws_request(exchange)
 
 
 def _is_aws_request(exchange: Exchange) -> bool:

@@ -72,6 +72,12 @@ def parse(exchange: Exchange, request: JSONObject, provider: str | None = None) 
     return call
 
 
+def detects(exchange: Exchange, request: JSONObject, provider: str | None = None) -> bool:
+    """Whether `parse` makes a call of this request (the response plays no part)."""
+    match = _PATH.search(exchange.path.rstrip("/"))
+    return match is not None and match["method"] in _METHODS
+
+
 def _generation_config(request: JSONObject) -> JSONObject:
     return obj(_get(request, "generationConfig", "generation_config"))
 

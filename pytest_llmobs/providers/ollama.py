@@ -60,6 +60,13 @@ def parse(exchange: Exchange, request: JSONObject, provider: str | None = None) 
     return call
 
 
+def detects(exchange: Exchange, request: JSONObject, provider: str | None = None) -> bool:
+    """Whether `parse` makes a call of this request (the response plays no part)."""
+    path = exchange.path.rstrip("/")
+    suffix = next((s for s in _ENDPOINTS if path.endswith(s)), None)
+    return suffix is not None and (provider is not None or _looks_like(suffix, request))
+
+
 def _looks_like(suffix: str, request: JSONObject) -> bool:
     if nonempty(request.get("model")) is None:
         return False

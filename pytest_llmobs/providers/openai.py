@@ -62,6 +62,14 @@ def parse(exchange: Exchange, request: JSONObject, provider: str | None = None) 
     return call
 
 
+def detects(exchange: Exchange, request: JSONObject, provider: str | None = None) -> bool:
+    """Whether `parse` makes a call of this request (the response plays no part)."""
+    suffix = _endpoint(exchange.path)
+    if suffix is None:
+        return False
+    return provider is not None or _looks_like(suffix, request, azure_deployment(exchange.path))
+
+
 def azure_deployment(path: str) -> str | None:
     """`dep` from `…/openai/deployments/dep/…`: Azure's stand-in for the model name."""
     _, found, rest = path.partition(_DEPLOYMENTS)

@@ -2,22 +2,28 @@
 
 `traces.jsonl`, `traces.perfetto.json` and `prompts.jsonl` grow one test at a time (into
 temporary files, renamed into place at the end), so spans and content never pile up in
-memory; `llmobs-junit.xml` and `summary.json` are written from the run's figures at the end.
+memory; `llmobs-junit.xml` and `summary.json` are written from the run's figures at the end,
+then `report.html` from all of these files (report/html.py). With a key source the content
+files are written encrypted (`NAME.enc`, see report/storage.py).
 `llmobs merge` rebuilds the same files from several directories.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..redaction import Redactor
 from ..summary import totals
 from . import junit, prompts
 from ._files import AtomicFile, write_text
+from .storage import open_artifact
 from .traces import PerfettoWriter, export_request
+
+if TYPE_CHECKING:
+    from ..encryption.keys import KeySource
 
 JUNIT = "llmobs-junit.xml"
 TRACES = "traces.jsonl"
@@ -31,9 +37,16 @@ class ArtifactWriter:
     """Writes one run's artifacts into `directory` (created on demand)."""
 
     def __init__(
-        self, directory: Path, *, run_id: str, sample_rate: float, redactor: Redactor
+        self,
+        directory: Path,
+        *,
+        run_id: str,
+        sample_rate: float,
+        redactor: Redactor,
+        keys: KeySource | None = None,
     ) -> None:
         self.directory = directory
+        self.keys = keys  # set: the content artifacts are written as NAME.enc
         self.run_id = run_id
         self.sample_rate = sample_rate
         self.redactor = redactor
@@ -59,7 +72,9 @@ class ArtifactWriter:
         self,
         tests: Mapping[str, Mapping[str, Any]],
         *,
+        outside: Sequence[Mapping[str, Any]] = (),
         session_result: str | None = None,
+        extra: Mapping[str, Any] | None = None,
         force: bool = False,
         settings: Mapping[str, Any] | None = None,
     ) -> list[Path]:
@@ -79,10 +94,15 @@ class ArtifactWriter:
             self.directory,
             tests,
             run_ids=[self.run_id],
+            outside=outside,
             session_result=session_result,
             settings=settings,
             redactor=self.redactor,
+            extra=extra,
         )
+        from .html import write_report  # html reads these files back (and imports this module)
+
+        written.append(write_report(self.directory, keys=self.keys))
         return sorted(written)
 
     def discard(self) -> None:
@@ -92,7 +112,7 @@ class ArtifactWriter:
 
     def _open(self, name: str) -> AtomicFile:
         if name not in self._files:
-            self._files[name] = AtomicFile(self.directory / name)
+            self._files[name] = open_artifact(self.directory / name, self.keys)
         return self._files[name]
 
     def _perfetto_writer(self) -> PerfettoWriter:
@@ -119,21 +139,32 @@ def write_final(
     tests: Mapping[str, Mapping[str, Any]],
     *,
     run_ids: list[str],
+    outside: Sequence[Mapping[str, Any]] = (),
     session_result: str | None = None,
     settings: Mapping[str, Any] | None = None,
     redactor: Redactor | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> list[Path]:
-    """`llmobs-junit.xml` and `summary.json` from the run's tests (figures, no content)."""
+    """`llmobs-junit.xml` and `summary.json` from the run's tests (figures, no content);
+    `outside`: call records of calls made while no test ran (counted in the totals)."""
     redactor = redactor or Redactor()
-    xml = junit.build(tests, run_id=",".join(run_ids), session_result=session_result)
+    xml = junit.build(
+        tests,
+        run_id=",".join(run_ids),
+        session_result=session_result,
+        outside=outside,
+        alerts=(extra or {}).get("alerts") or (),
+    )
     summary = {
         "format": FORMAT,
         "version": 1,
         "run_ids": run_ids,
         "settings": dict(settings or {}),
-        "totals": totals(tests.values()),
+        "totals": totals(tests.values(), outside),
         "session_result": session_result,
         "tests": dict(tests),
+        "outside_tests": {"calls": list(outside)},
+        **(extra or {}),  # baseline, token_spikes, alerts (report/watch.py)
     }
     text = json.dumps(summary, ensure_ascii=False, indent=1, default=str)
     return [

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,12 @@ def enabled(environ: Mapping[str, str] = os.environ) -> bool:
     return bool(environ.get("GITHUB_STEP_SUMMARY")) or environ.get("GITHUB_ACTIONS") == "true"
 
 
-def markdown(tests: Mapping[str, Mapping[str, Any]], session_result: str | None = None) -> str:
-    total = totals(tests.values())
+def markdown(
+    tests: Mapping[str, Mapping[str, Any]],
+    session_result: str | None = None,
+    outside: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    total = totals(tests.values(), outside)
     lines = [
         "## pytest-llmobs",
         "",
@@ -31,6 +35,8 @@ def markdown(tests: Mapping[str, Mapping[str, Any]], session_result: str | None 
         f"| p95 latency | {_secs(total['p95_latency_s'])} |",
         f"| violations | {total['violations']} in {total['tests_with_violations']} tests |",
     ]
+    if total["outside_calls"]:
+        lines.insert(5, f"| outside tests | {total['outside_calls']} calls (counted above) |")
     if session_result:
         lines += ["", "### Session budget exceeded", "", "```", session_result, "```"]
     violating = [(n, t) for n, t in tests.items() if findings(t)]
@@ -68,6 +74,13 @@ def error_annotations(tests: Mapping[str, Mapping[str, Any]], prefix: str = "") 
             props = f"file={_prop(file)},line={line},title={_prop('llmobs ' + f['kind'])}"
             out.append(f"::error {props}::{_data(nodeid + ': ' + f['message'])}")
     return out
+
+
+def session_annotations(messages: Iterable[str]) -> list[str]:
+    """`::error title=llmobs session budget::…` per violated session limit (no file: the
+    whole run is responsible)."""
+    title = _prop("llmobs session budget")
+    return [f"::error title={title}::{_data('session budget exceeded: ' + m)}" for m in messages]
 
 
 def workspace_prefix(rootdir: Path, environ: Mapping[str, str] = os.environ) -> str:

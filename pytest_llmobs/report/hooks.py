@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..budgets import BudgetConfig, TestChecks
-from ..capture import Capture, TestCapture
+from ..capture import OUTSIDE, Capture, TestCapture
 from ..cassettes import hooks as cassettes
+from ..encryption.keys import KeySource, KeySourceError, key_source_from_env
 from ..redaction import Redactor
 from ..settings import Settings
 from ..summary import REPORT_ATTR, PayloadOptions, RunSummary, payload
@@ -32,6 +34,16 @@ def content_redactor(settings: Settings) -> Redactor:
         keys = settings.llm_redact_keys
         return Redactor(extra_headers=keys, extra_query_keys=keys, extra_body_keys=keys)
     return cassettes.build_redactor(settings)
+
+
+def artifact_keys(settings: Settings) -> KeySource | None:
+    """The key source named by --llm-encrypt-key-env (checked now, not at the end)."""
+    if not settings.llm_encrypt_key_env:
+        return None
+    try:
+        return key_source_from_env(settings.llm_encrypt_key_env)
+    except KeySourceError as exc:
+        raise pytest.UsageError(f"--llm-encrypt-key-env / ini llm_encrypt_key_env: {exc}") from None
 
 
 class ArtifactHooks:
@@ -67,10 +79,16 @@ class ArtifactHooks:
         if not directory.is_absolute():
             directory = config.invocation_params.dir / directory
         self.writer = ArtifactWriter(
-            directory, run_id=uuid.uuid4().hex, sample_rate=rate, redactor=self.redactor
+            directory,
+            run_id=uuid.uuid4().hex,
+            sample_rate=rate,
+            redactor=self.redactor,
+            keys=artifact_keys(settings) if self.writes else None,
         )
         self.written: list[Path] = []
         self.session_result: Callable[[], str | None] = lambda: None
+        # baselines, token spikes and alerts (report/watch.py) for summary.json and JUnit
+        self.extra: Callable[[], dict[str, Any]] = dict
 
     # -- where the test ran ---------------------------------------------------------------
     def payload_for(
@@ -109,26 +127,79 @@ class ArtifactHooks:
         for call in data.get("calls") or []:
             call.pop("content", None)
 
+    # -- calls made while no test ran (collection, session hooks, late responses) ----------
+    def outside_payload(self) -> dict[str, Any] | None:
+        """What this process saw outside any test since the last take, spans included; no
+        checks (no test's budget applies to them), or None when there was nothing."""
+        taken = self.capture.take_outside()
+        if taken is None:
+            return None
+        data = payload(taken, replace(self.options, checks=False))
+        content = self.options.content != "none"
+        data["spans"] = [span_dict(s, self.redactor, content) for s in taken.spans]
+        return data
+
+    def _add_outside(self, data: Mapping[str, Any]) -> None:
+        self.summary.add_outside(data)
+        self.writer.add_test(OUTSIDE, "passed", data)
+
+    def _internal_errors(self) -> list[str]:
+        return [self.redactor.text(repr(e)) for e in self.capture.interceptor.listener_errors]
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self) -> Generator[None, object, object]:
+        try:
+            return (yield)
+        finally:  # before the session budget is checked
+            if self.writes and (data := self.outside_payload()) is not None:
+                self._add_outside(data)
+
+    # -- pytest-xdist (see workers.py) ---------------------------------------------------------
+    def worker_output(self) -> dict[str, Any]:
+        self.capture.interceptor.flush()
+        return {"outside": self.outside_payload(), "internal_errors": self._internal_errors()}
+
+    def merge_worker(self, data: Mapping[str, Any]) -> None:
+        if isinstance(data.get("outside"), dict):
+            self._add_outside(data["outside"])
+        self.summary.internal_errors += [str(e) for e in data.get("internal_errors") or []]
+
     # -- the end, controller or single process ----------------------------------------------
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.writes:
             return
+        self.capture.interceptor.flush()
+        if (data := self.outside_payload()) is not None:  # calls in sessionfinish hooks
+            self._add_outside(data)
+        self.summary.internal_errors += self._internal_errors()
         tests = self.summary.tests()
         self.written = self.writer.finish(
             tests,
+            outside=self.summary.outside,
             session_result=self.session_result(),
+            extra=self.extra(),
             force=self.forced,
             settings={
                 "llm_log_content": self.settings.llm_log_content,
                 "llm_log_sample_rate": self.settings.llm_log_sample_rate,
+                # where the rootdir is in the repository: `llmobs check` annotates with it
+                "annotation_prefix": github.workspace_prefix(self.config.rootpath),
             },
         )
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if step_summary and self.written:
-            github.append_summary(Path(step_summary), github.markdown(tests, self.session_result()))
+            text = github.markdown(tests, self.session_result(), outside=self.summary.outside)
+            github.append_summary(Path(step_summary), text)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.writes and self.summary.internal_errors:
+            errors = self.summary.internal_errors
+            terminalreporter.write_line(
+                f"llmobs: {len(errors)} internal error(s) while reading responses (the calls "
+                f"went through; their records may be incomplete): {'; '.join(errors[:3])}",
+                yellow=True,
+            )
         if not self.writes or not self.written:
             return
         if github.enabled():

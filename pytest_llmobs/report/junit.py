@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import socket
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from xml.dom import minidom
@@ -36,8 +36,11 @@ def build(
     run_id: str,
     session_result: str | None = None,
     suite_name: str = "llmobs",
+    outside: Sequence[Mapping[str, Any]] = (),
+    alerts: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The JUnit XML document (UTF-8 text)."""
+    """The JUnit XML document (UTF-8 text); calls made outside any test (`outside`) count
+    in the suite's totals only."""
     cases: list[tuple[TestCase, list[tuple[str, Any]]]] = []
     for nodeid, test in tests.items():
         classname, name = split_nodeid(nodeid)
@@ -72,8 +75,11 @@ def build(
             failure_type="llmobs.session_budget",
         )
         cases.append((case, []))
-    total = totals(tests.values())
+    cases += [_alert_case(alert) for alert in alerts]
+    total = totals(tests.values(), outside)
     suite_props = {PREFIX + "run_id": run_id}
+    if alerts:
+        suite_props[PREFIX + "alerts_firing"] = str(len(alerts))
     suite_props.update({PREFIX + k: str(v) for k, v in total.items() if v is not None})
     suite = TestSuite(
         suite_name,
@@ -103,6 +109,23 @@ def build(
     root.append(suite_el)
     raw = ET.tostring(root, encoding="unicode")
     return minidom.parseString(raw).toprettyxml(indent="  ", encoding="utf-8").decode("utf-8")
+
+
+def _alert_case(alert: Mapping[str, Any]) -> tuple[TestCase, list[tuple[str, Any]]]:
+    """A firing alert rule (report/watch.py): a failure when critical, else a passed case
+    whose properties and output say what fired."""
+    where = "" if alert.get("scope") == "session" else f" [{alert.get('key')}]"
+    text = (
+        f"{str(alert.get('severity')).upper()} {alert.get('name')}: {alert.get('metric')} = "
+        f"{alert.get('value')} ({alert.get('metric')} {alert.get('op')} {alert.get('threshold')})"
+    )
+    case = TestCase(_clean(f"{alert.get('name')}{where}"), classname="llmobs.alerts")
+    if alert.get("severity") == "critical":
+        case.add_failure_info(message=_clean(text), failure_type="llmobs.alert.critical")
+    else:
+        case.stdout = _clean(text)
+    keys = ("metric", "op", "threshold", "value", "scope", "key", "severity")
+    return case, [(PREFIX + "alert." + k, alert.get(k)) for k in keys]
 
 
 def split_nodeid(nodeid: str) -> tuple[str, str]:

@@ -1,26 +1,39 @@
 """`llmobs merge DIR… -o OUT` joins the artifact directories of several CI jobs (shards)
-into one; `llmobs check OUT --session-budget …` checks a budget over the merged run."""
+into one; `llmobs check OUT --session-budget …` checks a budget over the merged run.
+
+On GitHub Actions they report like the plugin does: `merge` appends the merged run's
+markdown summary to `$GITHUB_STEP_SUMMARY`; `check` prints a `::error` annotation per
+session budget violation (and, with `--annotate-tests`, one per test finding, which each
+shard's pytest run has already printed when it ran on GitHub).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..budgets import (
     BudgetError,
+    Violation,
     call_from_record,
     check_budget,
     parse_session_budget,
     render_session,
 )
+from ..capture import OUTSIDE
+from ..encryption.keys import KeySource, KeySourceError, key_source_from_env
+from ..encryption.stream import DecryptError
 from ..pricing import PricesFileError, Pricing
 from ..summary import totals
-from ._files import AtomicFile
-from .artifacts import PERFETTO, PROMPTS, TRACES, load_summary, write_final, write_lines
+from . import github
+from .artifacts import PERFETTO, PROMPTS, TRACES, load_summary, write_final
+from .html import write_report
+from .storage import artifact_lines, open_artifact
 from .traces import PerfettoWriter
 
 
@@ -31,100 +44,151 @@ def register_cli(subparsers: Any) -> None:
         description="Merge the artifact directories written by several pytest runs (e.g. CI "
         "shards): JUnit, traces (OTLP JSON lines and Perfetto), prompt log and summary.",
     )
-    merge.add_argument("dirs", nargs="+", type=Path, metavar="DIR")
-    merge.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    merge.add_argument(
+        "dirs", nargs="+", type=Path, metavar="DIR", help="artifact directories (--llm-artifacts)"
+    )
+    merge.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT", help="the merged directory"
+    )
+    merge.add_argument(
+        "--key-env",
+        default=None,
+        metavar="VAR",
+        help="environment variable holding the artifact key: read encrypted (.enc) inputs "
+        "and write the merged content artifacts encrypted with it",
+    )
     merge.set_defaults(func=_merge_cmd)
     check = subparsers.add_parser(
         "check",
         help="check a session budget over an artifact directory (merged or not)",
         description="Exit 1 when the run recorded in DIR exceeds the budget.",
     )
-    check.add_argument("dir", type=Path, metavar="DIR")
+    check.add_argument(
+        "dir", type=Path, metavar="DIR", help="an artifact directory (merged or one run's)"
+    )
     check.add_argument(
         "--session-budget",
         required=True,
         help="e.g. 'max_cost_usd=2.50 max_total_tokens=200000'",
     )
     check.add_argument("--prices", type=Path, default=None, help="llm_prices TOML file")
+    check.add_argument(
+        "--annotate-tests",
+        action="store_true",
+        help="on GitHub Actions, also print an ::error annotation per test finding "
+        "(budget, truncation, resilience), as the pytest run does",
+    )
     check.set_defaults(func=_check_cmd)
 
 
-def merge(dirs: Sequence[Path], output: Path) -> list[Path]:
-    """Merge `dirs` into `output`; ValueError when one is not an artifact directory."""
+def merge(dirs: Sequence[Path], output: Path, keys: KeySource | None = None) -> list[Path]:
+    """Merge `dirs` into `output`; ValueError when one is not an artifact directory (or is
+    encrypted and no `keys` were given). With `keys`, content artifacts are written `.enc`."""
     summaries = [load_summary(d) for d in dirs]
     tests: dict[str, Any] = {}
     run_ids: list[str] = []
+    outside: list[Any] = []
     session_results = []
     for summary in summaries:
         run_ids += summary.get("run_ids") or []
         tests.update(summary.get("tests") or {})
+        outside += _outside(summary)
         if summary.get("session_result"):
             session_results.append(summary["session_result"])
-    written = [write_lines(output / name, _lines(dirs, name)) for name in (TRACES, PROMPTS)]
-    with AtomicFile(output / PERFETTO) as stream:
-        perfetto = PerfettoWriter(stream)
-        for line in _lines(dirs, TRACES):
-            perfetto.add(json.loads(line))
-        perfetto.close()
-    written.append(output / PERFETTO)
+    written = []
+    for name in (TRACES, PROMPTS, PERFETTO):
+        target = open_artifact(output / name, keys)
+        with target as stream:
+            if name == PERFETTO:
+                perfetto = PerfettoWriter(stream)
+                for line in _lines(dirs, TRACES, keys):
+                    perfetto.add(json.loads(line))
+                perfetto.close()
+            else:
+                stream.writelines(line + "\n" for line in _lines(dirs, name, keys))
+        written.append(target.path)
     written += write_final(
         output,
         tests,
         run_ids=run_ids,
+        outside=outside,
         session_result="\n".join(session_results) or None,
         settings=summaries[0].get("settings"),
     )
+    written.append(write_report(output, keys=keys))
     return sorted(written)
 
 
-def _lines(dirs: Sequence[Path], name: str) -> list[str]:
-    out: list[str] = []
+def _lines(dirs: Sequence[Path], name: str, keys: KeySource | None) -> Iterator[str]:
     for d in dirs:
-        path = d / name
-        if path.exists():
-            out += [line for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return out
+        yield from artifact_lines(d / name, keys)
+
+
+def _outside(summary: dict[str, Any]) -> list[Any]:
+    """Call records of calls made outside any test (summaries before 0.x have none)."""
+    return list((summary.get("outside_tests") or {}).get("calls") or [])
 
 
 def check(directory: Path, budget_text: str, prices: Path | None = None) -> str | None:
     """The violation text, or None when the run is within the budget."""
-    summary = load_summary(directory)
+    return _check(load_summary(directory), budget_text, prices)[0]
+
+
+def _check(
+    summary: dict[str, Any], budget_text: str, prices: Path | None
+) -> tuple[str | None, list[Violation]]:
     budget = parse_session_budget(budget_text)
     pricing = Pricing.from_file(prices)
-    calls = [
-        call_from_record(record, nodeid)
+    records = [
+        (nodeid, record)
         for nodeid, test in (summary.get("tests") or {}).items()
         for record in test.get("calls") or []
     ]
+    records += [(OUTSIDE, record) for record in _outside(summary)]
+    calls = [call_from_record(record, nodeid) for nodeid, record in records]
     violations = check_budget(calls, budget, pricing)
     if not violations:
-        return None
+        return None, []
     title = f"session budget exceeded: {len(violations)} violation(s) over {len(calls)} calls"
-    return render_session(violations, title=title, pricing=pricing)
+    return render_session(violations, title=title, pricing=pricing), violations
 
 
 def _merge_cmd(args: argparse.Namespace) -> int:
     try:
-        written = merge(args.dirs, args.output)
-    except ValueError as exc:
+        keys = key_source_from_env(args.key_env) if args.key_env else None
+        written = merge(args.dirs, args.output, keys)
+    except (ValueError, KeySourceError, DecryptError) as exc:
         print(f"llmobs merge: {exc}", file=sys.stderr)
         return 2
-    total = totals(load_summary(args.output)["tests"].values())
+    summary = load_summary(args.output)
+    total = totals(summary["tests"].values(), _outside(summary))
     print(
         f"llmobs merge: {len(args.dirs)} directories → {args.output}: {total['tests']} tests, "
         f"{total['calls']} LLM calls ({', '.join(p.name for p in written)})"
     )
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        text = github.markdown(summary["tests"], summary.get("session_result"), _outside(summary))
+        github.append_summary(Path(step_summary), text)
     return 0
 
 
 def _check_cmd(args: argparse.Namespace) -> int:
     try:
-        text = check(args.dir, args.session_budget, args.prices)
+        summary = load_summary(args.dir)
+        text, violations = _check(summary, args.session_budget, args.prices)
     except (BudgetError, PricesFileError, ValueError) as exc:
         print(f"llmobs check: {exc}", file=sys.stderr)
         return 2
+    if github.enabled():
+        if args.annotate_tests:
+            prefix = str((summary.get("settings") or {}).get("annotation_prefix") or "")
+            for line in github.error_annotations(summary.get("tests") or {}, prefix):
+                print(line)
+        for line in github.session_annotations(v.summary for v in violations):
+            print(line)
     if text is None:
-        total = totals(load_summary(args.dir)["tests"].values())
+        total = totals(summary["tests"].values(), _outside(summary))
         print(
             f"llmobs check: within budget ({total['calls']} calls, "
             f"{total['input_tokens'] + total['output_tokens']} tokens)"

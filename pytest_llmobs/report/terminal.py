@@ -24,12 +24,12 @@ class _Writer(Protocol):
 def write_summary(writer: _Writer, summary: RunSummary, verbosity: int) -> None:
     """One line per test that made LLM calls, then totals; nothing when there were none."""
     rows = [row for row in summary.rows.values() if row.calls]
-    if not rows:
+    if not rows and not summary.outside:
         return
     tests = {row.nodeid: row.to_dict() for row in rows}
     writer.write_sep("-", "llmobs summary")
     if verbosity >= 0:
-        width = min(60, max(len("test"), *(len(n) for n in tests)))
+        width = min(60, max([len("test"), *(len(n) for n in tests)]))
         writer.write_line(
             f"{'test':<{width}} {'calls':>5} {'in tok':>8} {'out tok':>8} {'cost':>10} "
             f"{'p95':>8} {'ttft':>8} {'viol':>4}"
@@ -52,6 +52,14 @@ def write_summary(writer: _Writer, summary: RunSummary, verbosity: int) -> None:
         f"llmobs: {len(calls)} LLM calls in {len(rows)} tests, "
         f"{inputs} input + {outputs} output tokens"
     )
+    if summary.outside:
+        usage = [c.get("usage") or {} for c in summary.outside]
+        writer.write_line(
+            f"llmobs: {len(summary.outside)} LLM call(s) outside any test (collection, session "
+            f"hooks, responses after their test ended), "
+            f"{sum(u.get('input_tokens') or 0 for u in usage)} input + "
+            f"{sum(u.get('output_tokens') or 0 for u in usage)} output tokens"
+        )
     violations = sum(len(findings(t)) for t in tests.values())
     if violations:
         writer.write_line(

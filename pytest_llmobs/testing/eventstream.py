@@ -15,9 +15,19 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["chunk_frame", "encode_frame", "event_frame", "exception_frame"]
+__all__ = [
+    "chunk_frame",
+    "decode_frame",
+    "encode_frame",
+    "event_frame",
+    "exception_frame",
+    "split_frames",
+]
 
 _STRING = 7
+# Bytes a header value of each type takes (after the type byte); -1: a 2-byte length first.
+_FIXED = {0: 0, 1: 0, 2: 1, 3: 2, 4: 4, 5: 8, 8: 8, 9: 16, 6: -1, 7: -1}
+_MAX_FRAME = 16 * 1024 * 1024  # botocore's limit too
 # Bedrock pads event payloads with a `p` field of varying length (against length side
 # channels); clients must ignore it, so the fake sends it too.
 _PADDING = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123"
@@ -58,6 +68,54 @@ def exception_frame(exception_type: str, message: str) -> bytes:
         ":message-type": "exception",
     }
     return encode_frame(headers, _dumps({"message": message}))
+
+
+def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """The complete frames at the start of `buffer`, and the bytes left over.
+
+    Lengths are taken from each prelude; what cannot be a frame (a length out of range)
+    is handed back as one "frame" so a caller relays it rather than waiting forever.
+    """
+    frames: list[bytes] = []
+    while len(buffer) >= 12:
+        total = struct.unpack(">I", buffer[:4])[0]
+        if total < 16 or total > _MAX_FRAME:
+            frames.append(buffer)
+            return frames, b""
+        if len(buffer) < total:
+            break
+        frames.append(buffer[:total])
+        buffer = buffer[total:]
+    return frames, buffer
+
+
+def decode_frame(frame: bytes) -> tuple[dict[str, str], bytes] | None:
+    """(string headers, payload) of one complete frame, or None when it is no valid frame.
+    CRCs are not checked: this reads frames we relay, botocore checks what clients get."""
+    if len(frame) < 16:
+        return None
+    total, headers_length = struct.unpack(">II", frame[:8])
+    if total != len(frame) or 12 + headers_length + 4 > total:
+        return None
+    raw, headers, position = frame[12 : 12 + headers_length], {}, 0
+    try:
+        while position < len(raw):
+            size = raw[position]
+            name = raw[position + 1 : position + 1 + size].decode("utf-8")
+            kind = raw[position + 1 + size]
+            position += 2 + size
+            width = _FIXED[kind]
+            if width < 0:
+                length = struct.unpack(">H", raw[position : position + 2])[0]
+                value = raw[position + 2 : position + 2 + length]
+                position += 2 + length
+                if kind == _STRING:
+                    headers[name] = value.decode("utf-8")
+            else:
+                position += width
+    except (IndexError, KeyError, UnicodeDecodeError, struct.error):
+        return None
+    return headers, frame[12 + headers_length : total - 4]
 
 
 def _header(name: str, value: str) -> bytes:

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -117,6 +118,7 @@ class _Defaults:
     chunk_delay_s: float = 0.0
     tool_call: str | None = None
     model: str | None = None
+    gzip: bool = False
 
 
 @dataclass
@@ -887,6 +889,8 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _HTTPServer
     _started = False
+    _gzip = False  # this response may be gzip-compressed (configured, and the client accepts it)
+    _gz: Any = None  # the running compressor of a chunked (streamed) gzip response
 
     def setup(self) -> None:
         """Track the connection so stop() can close idle keep-alive sockets."""
@@ -969,6 +973,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._started = True
         self.send_response(status)
         lowered = {k.lower() for k in headers}
+        if length is None and self._gzip and "content-encoding" not in lowered:
+            # streams as real providers send them behind a CDN: one gzip member, each
+            # chunk flushed on its own so the client can decode it as it arrives
+            self._gz = zlib.compressobj(wbits=31)
+            headers = {**headers, "Content-Encoding": "gzip"}
         for key, value in headers.items():
             self.send_header(key, value)
         if length is None:
@@ -979,6 +988,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _send_body(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        if self._gzip and body and "content-encoding" not in {k.lower() for k in headers}:
+            body = zlib.compress(body, wbits=31)
+            headers = {**headers, "Content-Encoding": "gzip"}
         self._start(status, headers, len(body))
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -991,8 +1003,16 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _chunk(self, data: bytes) -> None:
+        if data and self._gz is not None:
+            data = self._gz.compress(data) + self._gz.flush(zlib.Z_SYNC_FLUSH)
         if data:
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _end_chunks(self) -> None:
+        if self._gz is not None:
+            tail, self._gz = self._gz.flush(), None
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(tail), tail))
+        self.wfile.write(b"0\r\n\r\n")
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0 and self.server.owner._stopping.wait(seconds):
@@ -1030,7 +1050,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(data)
         if cut_after is not None:
             raise _Abort
-        self.wfile.write(b"0\r\n\r\n")
+        self._end_chunks()
 
     def _send_reply(self, reply: Reply) -> None:
         self._wait(reply.delay_s)
@@ -1045,7 +1065,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chunk(data)
             if reply.cut:
                 raise _Abort
-            self.wfile.write(b"0\r\n\r\n")
+            self._end_chunks()
             return
         body: bytes
         if isinstance(reply.body, bytes):
@@ -1069,8 +1089,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         owner = self.server.owner
         self._started = False
+        self._gz = None
         try:
             request = self._received()
+            self._gzip = owner._snapshot().gzip and "gzip" in request.headers.get(
+                "accept-encoding", ""
+            )
             owner._record(request)
             scripted = owner._take(request.path)
             if scripted is not None:
@@ -1372,8 +1396,11 @@ class ProviderServer:
         chunk_delay_s: float | _Unset = _UNSET,
         tool_call: str | _Unset | None = _UNSET,
         model: str | _Unset | None = _UNSET,
+        gzip: bool | _Unset = _UNSET,
     ) -> None:
-        """Set defaults for later requests; only the arguments given change."""
+        """Set defaults for later requests; only the arguments given change. `gzip`:
+        compress responses (bodies whole, streams chunk by chunk) for clients that send
+        `Accept-Encoding: gzip`, as real providers do."""
         with self._lock:
             if not isinstance(reply, _Unset):
                 self._defaults.reply = reply
@@ -1385,6 +1412,8 @@ class ProviderServer:
                 self._defaults.tool_call = tool_call
             if not isinstance(model, _Unset):
                 self._defaults.model = model
+            if not isinstance(gzip, _Unset):
+                self._defaults.gzip = gzip
 
     def enqueue(self, *replies: Reply) -> None:
         """Queue one-shot scripted replies (FIFO), each consumed by one matching request."""
@@ -1415,7 +1444,7 @@ class ProviderServer:
     def _snapshot(self) -> _Defaults:
         with self._lock:
             d = self._defaults
-            return _Defaults(d.reply, d.ttft_s, d.chunk_delay_s, d.tool_call, d.model)
+            return _Defaults(d.reply, d.ttft_s, d.chunk_delay_s, d.tool_call, d.model, d.gzip)
 
     def _record(self, request: ReceivedRequest) -> None:
         with self._lock:

@@ -1,0 +1,145 @@
+"""The project's CI workflow and the ready-to-copy one for users: structure, and every
+command they run exists (make targets, `--llm-*` flags and their values, `llmobs`
+subcommands and options, parsed by the real parser)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+import pytest
+import yaml
+from docs_support import (
+    ROOT,
+    check_workflow,
+    shell_commands,
+    workflow_commands,
+    workflow_steps,
+    workflow_triggers,
+)
+
+from pytest_llmobs.chaos.scenario import load_scenario
+
+CI = ROOT / ".github" / "workflows" / "ci.yml"
+USER = ROOT / "example_suites" / "github-workflow.yml"
+
+
+def _load(path: Any) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def _runs(job: dict[str, Any]) -> list[list[str]]:
+    return [w for step in job["steps"] for w in shell_commands(str(step.get("run", "")))]
+
+
+def _ci_run_packages() -> set[str]:
+    """The apt packages .ci/run installs."""
+    text = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    found = re.search(r"install -y ([^>\n]+)", text)
+    assert found, ".ci/run no longer installs apt packages with `install -y …`"
+    return set(found[1].split())
+
+
+@pytest.mark.parametrize("path", [CI, USER], ids=["ci.yml", "github-workflow.yml"])
+def test_workflow_structure_and_commands(path: Any) -> None:
+    problems = check_workflow(_load(path), path.name)
+    assert not problems, "\n".join(problems)
+
+
+def test_project_ci_runs_lint_types_tests_xdist_and_demo() -> None:
+    data = _load(CI)
+    jobs = data["jobs"]
+    pythons = jobs["test"]["strategy"]["matrix"]["python"]
+    assert pythons == ["3.11", "3.12", "3.13"]
+    assert any(
+        step.get("with", {}).get("python-version") == "${{ matrix.python }}"
+        for step in jobs["test"]["steps"]
+    )
+    commands = [" ".join(words) for words in workflow_commands(data)]
+    for wanted in ("make lint", "make typecheck", "make unit", "make demo"):
+        assert wanted in commands, f"ci.yml runs no `{wanted}`"
+    xdist = [c for c in commands if "pytest" in c and re.search(r"(^| )-n 2( |$)", c)]
+    assert xdist and " tests" in xdist[0] + " ", "ci.yml has no run of the tests under -n 2"
+    assert {"push", "pull_request"} <= set(workflow_triggers(data))
+
+
+def test_project_ci_installs_the_system_tools_of_ci_run() -> None:
+    """Every job that runs the tests installs what .ci/run installs (chromium for the HTML
+    report, promtool, the Pushgateway)."""
+    wanted = _ci_run_packages()
+    assert {"chromium", "prometheus", "prometheus-pushgateway"} <= wanted
+    jobs = _load(CI)["jobs"]
+    testing = [
+        name
+        for name, job in jobs.items()
+        if any(("make" in w and "unit" in w) or ("pytest" in " ".join(w)) for w in _runs(job))
+    ]
+    assert testing
+    for name in testing:
+        installs = [w for w in _runs(jobs[name]) if "apt-get" in w and "install" in w]
+        assert installs, f"ci.yml job {name} runs tests without installing {sorted(wanted)}"
+        assert wanted <= set(installs[0]), f"ci.yml job {name}: {installs[0]}"
+
+
+def test_user_workflow_shards_uploads_merges_and_runs_chaos_on_schedule() -> None:
+    data = _load(USER)
+    jobs = data["jobs"]
+    triggers = workflow_triggers(data)
+    [cron] = [entry["cron"] for entry in triggers["schedule"]]
+    assert len(cron.split()) == 5
+    assert "pull_request" in triggers
+
+    # the suite: pytest with artifacts, sharded, uploaded per shard
+    test = jobs["test"]
+    [pytest_run] = [w for w in _runs(test) if w[0] == "pytest"]
+    artifacts = next(a.split("=", 1)[1] for a in pytest_run if a.startswith("--llm-artifacts="))
+    assert "-n" in pytest_run and "matrix" in test["strategy"]
+    uploads = [s for s in test["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
+    assert uploads and uploads[0]["with"]["path"].rstrip("/") == artifacts
+    assert uploads[0]["if"] == "always()"  # a failed run's artifacts are the useful ones
+    uploaded = uploads[0]["with"]["name"].split("${{")[0]
+
+    # the report job: downloads every shard, merges, checks the session budget
+    report = next(job for job in jobs.values() if "test" in _as_list(job.get("needs")))
+    downloads = [s for s in report["steps"] if "download-artifact" in s.get("uses", "")]
+    assert downloads and downloads[0]["with"]["pattern"].startswith(uploaded)
+    commands = [" ".join(w) for w in _runs(report)]
+    assert any(c.startswith("llmobs merge ") for c in commands)
+    assert any(c.startswith("llmobs check ") and "--session-budget" in c for c in commands)
+
+    # scheduled chaos: the proxy with a scenario, the tests pointed at it
+    chaos = next(
+        job for job in jobs.values() if any(w[:2] == ["llmobs", "proxy"] for w in _runs(job))
+    )
+    assert "schedule" in chaos["if"]
+    [proxy] = [w for w in _runs(chaos) if w[:2] == ["llmobs", "proxy"]]
+    assert "--scenario" in proxy and "--upstream" in proxy
+    listen = proxy[proxy.index("--listen") + 1]
+    pointed = [s for s in chaos["steps"] if listen in str(s.get("env", {}).get("OPENAI_BASE_URL"))]
+    assert pointed and any(w[0] == "pytest" for w in shell_commands(pointed[0]["run"]))
+
+
+def test_user_workflow_names_the_example_scenario() -> None:
+    """The scenario it tells users to start from exists and loads."""
+    text = USER.read_text(encoding="utf-8")
+    [named] = re.findall(r"example_suites/[\w/.-]+\.yaml", text)
+    scenario = load_scenario(ROOT / named)
+    assert scenario.rules
+
+
+def test_steps_have_names_or_obvious_commands() -> None:
+    """Long run steps carry a name, so the job log reads as a list of what happens."""
+    for path in (CI, USER):
+        for step in workflow_steps(_load(path)):
+            run = str(step.get("run", ""))
+            if run.count("\n") > 1:
+                assert step.get("name"), (
+                    f"{path.name}: unnamed multi-line step {shlex.quote(run[:40])}"
+                )
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
