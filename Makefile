@@ -42,8 +42,7 @@ demo: $(STAMP)
 	$(BIN)/python example_suites/demo.py
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_capture.py
-	$(BIN)/python benchmarks/bench_proxy.py
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) $(PHOENIX_VENV) llmobs-artifacts .pytest_cache .mypy_cache .ruff_cache

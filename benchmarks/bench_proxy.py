@@ -5,8 +5,13 @@ The upstream is a minimal aiohttp server answering an OpenAI chat completion (it
 process); `llmobs proxy` runs as it would in staging (its own process, no fault firing);
 the load comes from an aiohttp client in this process. Request counts are bounded.
 
+Besides latency, each row says how much CPU the proxy spent per request (from /proc, all
+its processes): on a box where the load generator, the upstream and the proxy share few
+cores, the added latency at high concurrency is mostly that CPU time queueing (Little's
+law: latency = concurrency / throughput), so it is the figure to compare between versions.
+
 Run: .venv/bin/python benchmarks/bench_proxy.py [--requests 2000] [--leak-requests 10000]
-     [--scenario FILE] [--json out.json]
+     [--scenario FILE] [--workers N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -48,8 +53,13 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print
 """
 
 REQUEST = {"model": "gpt-4o", "messages": [{"role": "user", "content": "benchmark the proxy"}]}
-# Rules that match nothing: the proxy still reads every request to decide.
-IDLE_SCENARIO = "rules:\n  - fault: rate_limit\n    probability: 0.0\n"
+# A rule that matches no request: the proxy still reads every request to decide.
+IDLE_SCENARIO = """\
+rules:
+  - fault: rate_limit
+    times: null
+    match: {model: no-such-model}
+"""
 
 
 def free_port() -> int:
@@ -107,6 +117,18 @@ async def worker_once(session: aiohttp.ClientSession, url: str) -> None:
         await response.read()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants (the proxy's workers)."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, ValueError):
+        return total
+    return total + sum(cpu_seconds(int(child)) for child in children)
+
+
 def process_stats(pid: int) -> tuple[int, int]:
     """(RSS in KiB, open file descriptors) of a process, from /proc."""
     rss = 0
@@ -116,7 +138,9 @@ def process_stats(pid: int) -> tuple[int, int]:
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def start_proxy(upstream: str, scenario: str | None) -> tuple[subprocess.Popen[str], str]:
+def start_proxy(
+    upstream: str, scenario: str | None, workers: int = 1
+) -> tuple[subprocess.Popen[str], str]:
     args = [
         sys.executable,
         "-m",
@@ -131,6 +155,8 @@ def start_proxy(upstream: str, scenario: str | None) -> tuple[subprocess.Popen[s
     ]
     if scenario:
         args += ["--scenario", scenario]
+    if workers > 1:
+        args += ["--workers", str(workers)]
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -151,13 +177,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "proxy": start_proxy(upstream, None),
             "proxy+rules": start_proxy(upstream, scenario),
         }
+        if args.workers > 1:
+            proxies[f"proxy x{args.workers}"] = start_proxy(upstream, None, args.workers)
         try:
             await wait_up(upstream)
             for concurrency in (1, 64):
                 row: dict[str, Any] = {}
+                before = cpu_seconds(upstream_proc.pid)
                 row["direct"] = await load(upstream, args.requests, concurrency)
-                for name, (_, url) in proxies.items():
+                row["direct"]["upstream_cpu_us"] = (
+                    1e6 * (cpu_seconds(upstream_proc.pid) - before) / args.requests
+                )
+                for name, (process, url) in proxies.items():
+                    before = cpu_seconds(process.pid)
                     row[name] = await load(url, args.requests, concurrency)
+                    spent = cpu_seconds(process.pid) - before
+                    row[name]["proxy_cpu_us"] = 1e6 * spent / args.requests
                     row[name]["added_p50_ms"] = row[name]["p50_ms"] - row["direct"]["p50_ms"]
                     row[name]["added_p99_ms"] = row[name]["p99_ms"] - row["direct"]["p99_ms"]
                 results[f"concurrency_{concurrency}"] = row
@@ -189,6 +224,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="per measurement")
     parser.add_argument("--leak-requests", type=int, default=10000)
     parser.add_argument("--scenario", help="scenario for the 'proxy+rules' run (default: idle)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="also measure `llmobs proxy --workers N`"
+    )
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
@@ -201,7 +239,10 @@ def main() -> None:
                 added = (
                     f"  added p50 {figures['added_p50_ms']:+.3f} ms"
                     f"  p99 {figures['added_p99_ms']:+.3f} ms"
+                    f"  proxy CPU {figures['proxy_cpu_us']:.0f} us/req"
                 )
+            else:
+                added = f"  upstream CPU {figures['upstream_cpu_us']:.0f} us/req"
             print(
                 f"  {name:<12} p50 {figures['p50_ms']:.3f} ms  p99 {figures['p99_ms']:.3f} ms  "
                 f"{figures['rps']:.0f} req/s{added}"

@@ -506,6 +506,13 @@ class Redactor:
                     continue
                 seen.add(name_end)
                 ns = m.start()
+                if (  # a JSON key starting with the stem (`"key":` of OTLP attributes …)
+                    low[ns - 1 : ns] == b'"'
+                    and m.group(2) == b":"
+                    and m.group(1).endswith(b'"')
+                    and not self.is_secret_key(text[ns:name_end])
+                ):
+                    continue  # what _json_value would decide, without the work
                 floor = max(0, ns - 64)
                 while ns > floor and text[ns - 1] in _NAME_CHARS:
                     ns -= 1
