@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import time
 from typing import Any
 
 import pytest
@@ -568,17 +567,9 @@ def test_find_secrets_stars_the_middle() -> None:
     assert find_secrets(PEM, pii=False)[0].excerpt == "-----BEGIN RSA PRIVATE KEY-----…"
 
 
-# -- speed ---------------------------------------------------------------------------------
-def _best_of(n: int, fn: Any) -> float:
-    best = float("inf")
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def test_one_megabyte_of_json_is_fast() -> None:
+# -- large bodies ----------------------------------------------------------------------------
+def test_one_megabyte_of_clean_json_is_returned_as_is() -> None:
+    # its speed is a benchmark's business (benchmarks/), not a test's
     words = ["hello", "world", "token", "42", "assistant", "2024", "Bearer", "key", "Secret"]
     messages = [
         {"role": "user", "content": " ".join(words[(i * 7 + j) % len(words)] for j in range(24))}
@@ -589,7 +580,6 @@ def test_one_megabyte_of_json_is_fast() -> None:
     assert 0.9e6 < len(data) < 1.3e6
     for red in (Redactor(), Redactor(mask_pii=True)):
         assert red.body(data, "application/json") is data
-        assert _best_of(3, lambda red=red: red.body(data, "application/json")) < 0.1
 
 
 # -- properties ----------------------------------------------------------------------------
