@@ -11,7 +11,7 @@ files are written encrypted (`NAME.enc`, see report/storage.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -187,10 +187,3 @@ def load_summary(directory: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path}: not an llmobs summary (format {FORMAT!r} expected)")
     return data
-
-
-def write_lines(path: Path, lines: Iterable[str]) -> Path:
-    with AtomicFile(path) as stream:
-        for line in lines:
-            stream.write(line if line.endswith("\n") else line + "\n")
-    return path
