@@ -18,11 +18,14 @@ PHOENIX_VERSION := 20.26.1
 PHOENIX_VENV ?= .venv-phoenix
 PHOENIX_STAMP := $(PHOENIX_VENV)/.installed-$(PHOENIX_VERSION)
 
+# An install that fails (no package index) leaves no venv: the Phoenix test then skips and
+# says so, instead of the whole suite not running.
 $(PHOENIX_STAMP):
-	$(PYTHON) -m venv $(PHOENIX_VENV)
-	$(PHOENIX_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(PHOENIX_VENV)/bin/python -m pip install --quiet 'arize-phoenix==$(PHOENIX_VERSION)'
-	touch $@
+	( $(PYTHON) -m venv $(PHOENIX_VENV) \
+	  && $(PHOENIX_VENV)/bin/python -m pip install --quiet --upgrade pip \
+	  && $(PHOENIX_VENV)/bin/python -m pip install --quiet 'arize-phoenix==$(PHOENIX_VERSION)' \
+	  && touch $@ ) \
+	|| { rm -rf $(PHOENIX_VENV); echo "make phoenix: Arize Phoenix could not be installed; its test will skip"; }
 
 phoenix: $(PHOENIX_STAMP)
 
