@@ -4,10 +4,12 @@ same calls, against the local provider server.
 
 Noise of a few hundred µs per call between processes would drown a 100 µs cost, so
 pytest-llmobs is switched on and off inside one pytest process, every 5 calls (every
-stream), the order alternating, one test per round. Off means its interceptor is
-suspended: the patched transports pass straight through after one attribute check, which
-is what `-p no:llmobs` leaves too. Its overhead is the median over rounds of (on - off)
-per call, in wall and CPU time.
+stream), the order alternating, one test per round. pytest-llmobs only queues a finished
+call on the call path and analyses it (parses both bodies, builds the GenAI span) when the
+test's calls are read; that deferred work is timed too, right after each "on" block.
+Off means its interceptor is suspended: the patched transports pass straight through
+after one attribute check, which is what `-p no:llmobs` leaves too. Its overhead is the
+median over rounds of (on - off) per call, in wall and CPU time.
 
 The instrumentation cannot be switched off again (`uninstrument()` leaves its wrappers in
 place, and instrumenting again nests them), so it is measured between processes: one
@@ -63,14 +65,19 @@ def switch(request):
     if not SWITCH:
         if TOOL == "llmobs":
             from pytest_llmobs.plugin import CAPTURE
-            interceptor = request.config.stash[CAPTURE].interceptor
+            capture = request.config.stash[CAPTURE]
+            interceptor = capture.interceptor
 
             def on():
                 interceptor.suspended = 0
 
             def off():
                 interceptor.suspended = 1
-            SWITCH.update(on=on, off=off)
+
+            def settle():
+                # the analysis deferred off the call path (parsing, the span), done now
+                capture.active.settle()
+            SWITCH.update(on=on, off=off, settle=settle)
         elif TOOL == "otel":
             from opentelemetry import trace
             from opentelemetry.instrumentation.openai import OpenAIInstrumentor
@@ -108,13 +115,18 @@ def block(calls, stream):
 def interleaved(switch, calls, stream, step):
     # `calls` calls with the tool on and as many off, alternating every `step` calls (the
     # order flipping each time), so slow drifts of the machine cancel out
-    spent = {"on": [0.0, 0.0], "off": [0.0, 0.0]}
+    spent = {"on": [0.0, 0.0], "off": [0.0, 0.0], "settle": [0.0, 0.0]}
     for i in range(calls // step):
         for state in ("on", "off") if i % 2 else ("off", "on"):
             switch[state]()
             wall, cpu = block(step, stream)
             spent[state][0] += wall * step
             spent[state][1] += cpu * step
+            if state == "on" and "settle" in switch:
+                wall, cpu = time.perf_counter(), time.process_time()
+                switch["settle"]()
+                spent["settle"][0] += time.perf_counter() - wall
+                spent["settle"][1] += time.process_time() - cpu
     switch["off"]()
     done = calls // step * step
     return {state: (w / done, c / done) for state, (w, c) in spent.items()}
@@ -129,7 +141,10 @@ def test_round(switch, round_):
     streamed = interleaved(switch, 2 if warm else STREAMS, True, 1)
     if not warm:
         RESULTS.append(
-            {state: {"plain": plain[state], "stream": streamed[state]} for state in ("on", "off")}
+            {
+                state: {"plain": plain[state], "stream": streamed[state]}
+                for state in ("on", "off", "settle")
+            }
         )
 
 
@@ -204,6 +219,9 @@ def measure(args: argparse.Namespace, peers: _peers.Peers | None) -> dict[str, A
             "on_s": level(rounds, kind, 0, "on"),
             "overhead_s": overhead(rounds, kind, 0),
             "overhead_cpu_s": overhead(rounds, kind, 1),
+            # the parsing and span building done off the call path, when the calls are read
+            "deferred_s": statistics.median(r["settle"][kind][0] for r in rounds),
+            "deferred_cpu_s": statistics.median(r["settle"][kind][1] for r in rounds),
             # the same calls against separate plain processes (noisier, a cross-check)
             "across_processes_s": level(rounds, kind, 0, "on")
             - statistics.median(level(plain["rounds"], kind, 0) for _, plain in pairs),
@@ -234,6 +252,9 @@ def measure(args: argparse.Namespace, peers: _peers.Peers | None) -> dict[str, A
         figures["otel_missing"] = peers.missing.get(
             "opentelemetry-instrumentation-openai", "not installed"
         )
+    for kind in ("plain", "stream"):
+        ours = figures["llmobs"][kind]
+        ours["total_s"] = ours["overhead_s"] + ours["deferred_s"]
     for tool in ("llmobs", "otel"):
         if tool in figures:
             stream = figures[tool]["stream"]
@@ -260,16 +281,24 @@ def main() -> None:
         f"capture overhead per call: llmobs median of {args.rounds} in-process rounds, "
         f"the instrumentation of {args.process_rounds} process pairs"
     )
-    print(f"{'tool':<10}{'kind':<8}{'off':>11}{'on':>11}{'added':>12}{'added CPU':>12}")
+    print(
+        f"{'tool':<10}{'kind':<8}{'off':>11}{'on':>11}{'added':>12}{'added CPU':>12}"
+        f"{'deferred':>12}"
+    )
     for tool in ("llmobs", "otel"):
         for kind in ("plain", "stream"):
             if tool not in figures:
                 continue
             f = figures[tool][kind]
+            deferred = f"{f['deferred_s'] * 1e6:>9.1f} µs" if "deferred_s" in f else ""
             print(
                 f"{tool:<10}{kind:<8}{f['off_s'] * 1e3:>8.3f} ms{f['on_s'] * 1e3:>8.3f} ms"
-                f"{f['overhead_s'] * 1e6:>9.1f} µs{f['overhead_cpu_s'] * 1e6:>9.1f} µs"
+                f"{f['overhead_s'] * 1e6:>9.1f} µs{f['overhead_cpu_s'] * 1e6:>9.1f} µs{deferred}"
             )
+    print(
+        "added: to each call's latency; deferred: per call, the parsing and span building "
+        "pytest-llmobs does when the calls are read (at the latest at the test's report)"
+    )
     across = figures["llmobs"]["plain"]["across_processes_s"]
     print(f"llmobs per plain call against the plain processes instead: {across * 1e6:+.1f} µs")
     if "otel" in figures:

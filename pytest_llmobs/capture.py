@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import format_span_id, format_trace_id
@@ -25,14 +25,41 @@ from .providers import ProviderRegistry, Route
 from .tracing import Tracing
 
 
-@dataclass
 class TestCapture:
-    """Everything one test produced: its LLM calls and every finished span."""
+    """Everything one test produced: its LLM calls and every finished span.
 
-    nodeid: str
-    calls: list[LLMCall] = field(default_factory=list)
-    spans: list[ReadableSpan] = field(default_factory=list)
-    attempts: Counter[tuple[str, bytes]] = field(default_factory=Counter, repr=False)
+    The call path only queues each finished exchange; it becomes an `LLMCall` and a GenAI
+    span when `calls` or `spans` is first read after it (at the latest when the test's
+    report is made). So a captured call adds a list append to the app's latency, not the
+    parsing and span building, and the figures are the same whenever they are read. (When
+    the app's own span processors listen, each call is analysed as it ends: see `Capture`.)
+    """
+
+    def __init__(self, nodeid: str, settle: Callable[[TestCapture], None] | None = None) -> None:
+        self.nodeid = nodeid
+        self.pending: list[Exchange] = []  # finished, not analysed yet (guarded by Capture)
+        self.attempts: Counter[tuple[str, bytes]] = Counter()
+        self.settling = threading.RLock()  # one reader analyses at a time: calls stay in order
+        self._calls: list[LLMCall] = []
+        self._spans: list[ReadableSpan] = []
+        self._settle = settle
+
+    @property
+    def calls(self) -> list[LLMCall]:
+        self.settle()
+        return self._calls
+
+    @property
+    def spans(self) -> list[ReadableSpan]:
+        self.settle()
+        return self._spans
+
+    def settle(self) -> None:
+        if self.pending and self._settle is not None:
+            self._settle(self)
+
+    def __repr__(self) -> str:
+        return f"TestCapture({self.nodeid!r}, {len(self._calls)} calls, {len(self._spans)} spans)"
 
 
 OUTSIDE = "(outside tests)"  # the node id of the bucket for calls made while no test runs
@@ -49,8 +76,10 @@ class Capture:
         # (test id, span) for each span captured: the live export (export.py) listens here
         self.span_listeners: list[Callable[[str, ReadableSpan], None]] = []
         self._active: TestCapture | None = None
-        self._outside = TestCapture(OUTSIDE)
+        self._outside = TestCapture(OUTSIDE, self._settle)
         self._lock = threading.Lock()
+        # The test whose pending exchanges this thread is analysing: its spans go there.
+        self._settling_for = threading.local()
 
     def install(self) -> None:
         self.interceptor.install()
@@ -61,7 +90,7 @@ class Capture:
 
     def start_test(self, nodeid: str) -> TestCapture:
         with self._lock:
-            self._active = TestCapture(nodeid)
+            self._active = TestCapture(nodeid, self._settle)
             return self._active
 
     def end_test(self) -> TestCapture | None:
@@ -77,18 +106,39 @@ class Capture:
     def take_outside(self) -> TestCapture | None:
         """The calls and spans seen while no test ran since the last take (None if none)."""
         with self._lock:
-            taken, self._outside = self._outside, TestCapture(OUTSIDE)
+            taken, self._outside = self._outside, TestCapture(OUTSIDE, self._settle)
         return taken if taken.calls or taken.spans else None
 
     def _on_exchange(self, exchange: Exchange) -> None:
+        """On the call path: only note whose exchange it is (see TestCapture), unless the
+        app's own span processors are listening: they get the GenAI span right away."""
+        with self._lock:
+            target = self._active or self._outside
+            target.pending.append(exchange)
+        if self.tracing.shared:
+            target.settle()
+
+    def _settle(self, target: TestCapture) -> None:
+        with target.settling:
+            with self._lock:
+                pending, target.pending = target.pending, []
+            self._settling_for.target = target
+            try:
+                for exchange in pending:
+                    try:
+                        self._analyse(target, exchange)
+                    except Exception as exc:  # a bug of ours must not fail the app's test
+                        self.interceptor.listener_errors.append(exc)
+            finally:
+                self._settling_for.target = None
+
+    def _analyse(self, target: TestCapture, exchange: Exchange) -> None:
         call = self.registry.parse(exchange)
         if call is None:
             return
         stamp_context(call, exchange.parent_context)
-        with self._lock:
-            target = self._active or self._outside
-            call = _count_attempt(target, call, exchange)
-            target.calls.append(call)
+        call = _count_attempt(target, call, exchange)
+        target._calls.append(call)
         span = self.tracing.emit(
             call, exchange.parent_context, exchange.request_header("traceparent")
         )
@@ -98,9 +148,10 @@ class Capture:
     def _on_span(self, span: ReadableSpan) -> None:
         if self.interceptor.suspended:  # a nested session is running; its spans are its own
             return
+        target = getattr(self._settling_for, "target", None)
         with self._lock:
-            target = self._active or self._outside
-            target.spans.append(span)
+            target = target or self._active or self._outside
+            target._spans.append(span)
         for listener in self.span_listeners:
             listener(target.nodeid, span)
 

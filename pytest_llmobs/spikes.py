@@ -20,9 +20,9 @@ usage are never spikes and never references. Pure: the plugin decides what a spi
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -148,41 +148,55 @@ def find_spikes(
     """Every spike in the run (nodeid → call records), in test then call order."""
     if not rule.enabled:
         return []
-    by_key: dict[str, list[tuple[str, int, int, bool]]] = {}
+    seen: list[tuple[str, int, str, int, bool]] = []  # (nodeid, index, key, tokens, replayed)
     for nodeid, records in tests.items():
         for i, record in enumerate(records):
             key, tokens = prompt_key(record), record_tokens(record)
             if key is not None and tokens is not None:
-                replayed = record.get("source") == "replay"
-                by_key.setdefault(key, []).append((nodeid, i, tokens, replayed))
+                seen.append((nodeid, i, key, tokens, record.get("source") == "replay"))
+    # Per prompt key, every call's tokens and the replayed ones', sorted: the median of "the
+    # others" is then a lookup, not a pass over every call with that prompt (a suite that
+    # sends one prompt 10,000 times would otherwise take quadratic time).
+    everyone: dict[str, list[int]] = {}
+    replayed: dict[str, list[int]] = {}
+    for _, _, key, tokens, was_replayed in seen:
+        everyone.setdefault(key, []).append(tokens)
+        if was_replayed:
+            replayed.setdefault(key, []).append(tokens)
+    for values in (*everyone.values(), *replayed.values()):
+        values.sort()
     out = []
-    for nodeid, records in tests.items():
+    for nodeid, i, key, tokens, was_replayed in seen:
         prompts = ((baseline or {}).get(nodeid) or {}).get("prompts") or {}
-        for i, record in enumerate(records):
-            key, tokens = prompt_key(record), record_tokens(record)
-            if key is None or tokens is None:
-                continue
-            found = _reference(key, (nodeid, i), prompts, by_key.get(key, []))
-            if found is None:
-                continue
-            reference, source = found
-            if tokens > rule.factor * reference and tokens - reference >= rule.min_tokens:
-                out.append(Spike(nodeid, i, key, tokens, reference, source))
+        if isinstance(prompts.get(key), int | float):
+            found: tuple[float, str] | None = (float(prompts[key]), "baseline")
+        else:
+            recorded = _median_without(replayed.get(key, []), tokens if was_replayed else None)
+            session = _median_without(everyone[key], tokens)
+            found = (
+                (recorded, "recorded")
+                if recorded is not None
+                else (session, "session")
+                if session is not None
+                else None
+            )
+        if found is None:
+            continue
+        reference, source = found
+        if tokens > rule.factor * reference and tokens - reference >= rule.min_tokens:
+            out.append(Spike(nodeid, i, key, tokens, reference, source))
     return out
 
 
-def _reference(
-    key: str,
-    me: tuple[str, int],
-    prompts: Mapping[str, Any],
-    same: Sequence[tuple[str, int, int, bool]],
-) -> tuple[float, str] | None:
-    if isinstance(prompts.get(key), int | float):
-        return float(prompts[key]), "baseline"
-    others = [(tokens, replayed) for nodeid, i, tokens, replayed in same if (nodeid, i) != me]
-    recorded = [tokens for tokens, replayed in others if replayed]
-    if recorded:
-        return float(statistics.median(recorded)), "recorded"
-    if others:
-        return float(statistics.median(t for t, _ in others)), "session"
-    return None
+def _median_without(ordered: Sequence[int], value: int | None) -> float | None:
+    """The median of sorted `ordered` with one occurrence of `value` left out (None: none
+    left out); None when nothing remains."""
+    n = len(ordered) - (value is not None)
+    if n <= 0:
+        return None
+    gap = bisect.bisect_left(ordered, value) if value is not None else len(ordered)
+
+    def at(k: int) -> int:  # the k-th of what remains
+        return ordered[k if k < gap else k + 1]
+
+    return float(at(n // 2)) if n % 2 else (at(n // 2 - 1) + at(n // 2)) / 2

@@ -71,6 +71,18 @@ class Tracing:
     def shutdown(self) -> None:
         self._router.shutdown()
 
+    @property
+    def shared(self) -> bool:
+        """Whether span processors other than ours listen on the provider (the app's own
+        exporter, say): they must see each GenAI span when its call ends, as they would
+        with any instrumentation. The SDK has no public way to list them; if its insides
+        ever change, answer yes (spans then come out at once, as before)."""
+        multi = getattr(self.provider, "_active_span_processor", None)
+        processors = getattr(multi, "_span_processors", None)
+        if not isinstance(processors, tuple):
+            return True
+        return any(p is not self._router for p in processors)
+
     def emit(
         self, call: LLMCall, parent: Context | None, traceparent: str | None = None
     ) -> SpanContext:

@@ -367,6 +367,42 @@ def test_embeddings(llmobs):
     )
 
 
+def test_calls_are_analysed_when_read_not_on_the_call_path(
+    pytester: pytest.Pytester, provider: ProviderServer
+) -> None:
+    """With only our span processor listening, a finished call is queued; reading `calls` or
+    `spans` analyses it, with the span under the parent it had (even one ended since) and
+    in the test that made it, whichever thread made it."""
+    run(
+        pytester,
+        """
+from pytest_llmobs.plugin import TEST_CAPTURE
+
+def test_deferred(llmobs, request):
+    capture = request.node.stash[TEST_CAPTURE]
+    with trace.get_tracer("app").start_as_current_span("app.parent") as parent:
+        oai().chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    worker = threading.Thread(target=lambda: oai().chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES))
+    worker.start(); worker.join()
+    assert len(capture.pending) == 2  # nothing parsed or traced while the app waited
+    assert [c.request_model for c in llmobs.calls] == ["gpt-4o", "gpt-4o-mini"]
+    assert capture.pending == []
+    [first] = llmobs.find_spans("chat gpt-4o")
+    assert first.parent.span_id == parent.get_span_context().span_id
+    assert first.end_time - first.start_time == int(llmobs.calls[0].duration_s * 1e9)
+    assert {s.name for s in llmobs.spans} == {"app.parent", "chat gpt-4o", "chat gpt-4o-mini"}
+
+def test_next_test_sees_only_its_own(llmobs):
+    oai().chat.completions.create(model="gpt-4.1", messages=MESSAGES)
+    assert [c.request_model for c in llmobs.calls] == ["gpt-4.1"]
+    assert [s.name for s in llmobs.spans] == ["chat gpt-4.1"]
+""",
+        passed=2,
+        subprocess=True,  # in process, the outer session's span processor listens too
+    )
+
+
 def test_app_tracer_provider_is_extended_not_replaced(
     pytester: pytest.Pytester, provider: ProviderServer
 ) -> None:
@@ -420,3 +456,20 @@ def test_n_calls(llmobs, n):
     )
     # the controller's summary adds up what the workers sent on their reports
     result.stdout.fnmatch_lines(["llmobs: 10 LLM calls in 4 tests, 50 input + 20 output tokens"])
+
+
+@pytest.mark.parametrize("module", ["httpx", "httpx2"])
+def test_header_names_and_values_decode_as_the_client_encoded_them(module: str) -> None:
+    """Headers are read as ASCII first (the common case, fast) and otherwise in the
+    encoding the client itself detects, so a UTF-8 or Latin-1 value is never mangled."""
+    import importlib
+
+    from pytest_llmobs.intercept.httpx_clients import _header_list
+
+    httpx = importlib.import_module(module)
+    plain = httpx.Headers({"Content-Type": "application/json", "X-Trace": "abc"})
+    assert _header_list(plain) == list(plain.multi_items())
+    for raw in ("café ☕".encode(), "Zürich".encode("latin-1")):
+        headers = httpx.Headers([(b"X-Note", raw), (b"Accept", b"*/*")])
+        assert _header_list(headers) == list(headers.multi_items())
+        assert _header_list(headers)[0][1] == raw.decode(headers.encoding)

@@ -100,9 +100,13 @@ def _begin(httpx: ModuleType, interceptor: Interceptor, request: Any) -> Exchang
 
 def _header_list(headers: Any) -> list[tuple[str, str]]:
     """`headers.multi_items()` (lowercased names, the headers' own encoding), without its
-    per-item property lookups: this runs for every request and response."""
-    encoding = headers.encoding
-    return [(k.lower().decode(encoding), v.decode(encoding)) for k, v in headers.raw]
+    per-item property lookups: this runs for every request and response. ASCII first:
+    `headers.encoding` tries it too, over every header, on each access."""
+    try:
+        return [(k.lower().decode("ascii"), v.decode("ascii")) for k, v in headers.raw]
+    except UnicodeDecodeError:
+        encoding = headers.encoding
+        return [(k.lower().decode(encoding), v.decode(encoding)) for k, v in headers.raw]
 
 
 def _got_headers(exchange: Exchange, response: Any) -> None:
