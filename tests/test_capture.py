@@ -473,3 +473,38 @@ def test_header_names_and_values_decode_as_the_client_encoded_them(module: str) 
         headers = httpx.Headers([(b"X-Note", raw), (b"Accept", b"*/*")])
         assert _header_list(headers) == list(headers.multi_items())
         assert _header_list(headers)[0][1] == raw.decode(headers.encoding)
+
+
+def test_clients_are_patched_when_imported_not_before(
+    pytester: pytest.Pytester, provider: ProviderServer
+) -> None:
+    """The plugin imports no HTTP client itself: each is patched when the code under test
+    imports it, even inside a test, before its first request."""
+    pytester.makepyfile(
+        test_inner="""
+import asyncio, os, sys
+URL = os.environ["LLM_URL"] + "/v1/chat/completions"
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "say hello"}]}
+CLIENTS = ("aiohttp", "botocore.httpsession", "requests", "httpx", "httpx2")
+
+def test_nothing_imported_yet():
+    assert [m for m in CLIENTS if m in sys.modules] == []
+
+def test_imported_in_the_test(llmobs):
+    import requests
+    assert requests.post(URL, json=BODY, headers={"authorization": "Bearer k"}).ok
+    import aiohttp
+
+    async def post():
+        async with aiohttp.ClientSession() as session:
+            async with session.post(URL, json=BODY) as response:
+                return await response.json()
+
+    assert asyncio.run(post())["choices"]
+    import httpx
+    assert httpx.post(URL, json=BODY).status_code == 200
+    assert [c.request_model for c in llmobs.calls] == ["gpt-4o"] * 3
+"""
+    )
+    result = pytester.runpytest_subprocess(*INNER_ARGS, "-p", "no:langsmith_plugin")
+    result.assert_outcomes(passed=2)

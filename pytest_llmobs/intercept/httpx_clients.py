@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -22,15 +22,13 @@ from .interceptor import Interceptor, Unpatch, fail_delay, wait_until
 CLIENT_MODULES = ("httpx", "httpx2")
 
 
-def install(interceptor: Interceptor) -> list[Unpatch]:
-    unpatches: list[Unpatch] = []
-    for name in CLIENT_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        unpatches.extend(_patch_module(module, interceptor))
-    return unpatches
+def installer(name: str) -> Callable[[Interceptor], list[Unpatch]]:
+    """The patch for one of CLIENT_MODULES (applied once it has been imported)."""
+
+    def install(interceptor: Interceptor) -> list[Unpatch]:
+        return _patch_module(importlib.import_module(name), interceptor)
+
+    return install
 
 
 def _patch_module(httpx: ModuleType, interceptor: Interceptor) -> list[Unpatch]:

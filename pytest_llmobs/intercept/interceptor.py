@@ -8,6 +8,7 @@ been closed. Listeners (providers → spans, cassette recording) run on finish.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from .exchange import CannedResponse, Exchange
+from .imports import PostImportHooks
 
 # OpenTelemetry exporters (the BatchSpanProcessor, our live export) send inside this key.
 _SUPPRESSED = otel_context._SUPPRESS_INSTRUMENTATION_KEY
@@ -34,6 +36,7 @@ class Interceptor:
         self._pending: dict[int, Exchange] = {}
         self._lock = threading.Lock()
         self._unpatches: list[Unpatch] = []
+        self._imports: PostImportHooks | None = None
         # Nested sessions (pytester in-process) stack their patches on ours: while one
         # is installed on top, we pass traffic straight through and see nothing.
         self.suspended = 0
@@ -47,16 +50,26 @@ class Interceptor:
 
     # -- lifecycle -------------------------------------------------------------
     def install(self) -> None:
+        """Patch each HTTP client when its module is imported (now, if it already is)."""
         from . import aiohttp_client, botocore_client, httpx_clients, requests_client
 
-        self._unpatches = [
-            *httpx_clients.install(self),
-            *requests_client.install(self),
-            *aiohttp_client.install(self),
-            *botocore_client.install(self),
+        patches: list[tuple[str, Callable[[Interceptor], list[Unpatch]]]] = [
+            *((name, httpx_clients.installer(name)) for name in httpx_clients.CLIENT_MODULES),
+            ("requests", requests_client.install),
+            ("aiohttp", aiohttp_client.install),
+            ("botocore.httpsession", botocore_client.install),
         ]
+        self._imports = PostImportHooks(self.listener_errors.append)
+        for module, patch in patches:
+            self._imports.when_imported(module, functools.partial(self._patch, patch))
+
+    def _patch(self, patch: Callable[[Interceptor], list[Unpatch]]) -> None:
+        self._unpatches.extend(patch(self))
 
     def uninstall(self) -> None:
+        if self._imports is not None:
+            self._imports.remove()
+            self._imports = None
         for unpatch in reversed(self._unpatches):
             unpatch()
         self._unpatches = []
