@@ -137,7 +137,8 @@ def replay_rows(data: dict[str, Any]) -> list[Row]:
                     _x(rec["per_call_ratio"]),
                     "—",
                     "—",
-                    "pytest-llmobs also turns every call into an LLMCall and a span here",
+                    "pytest-llmobs timestamps each call here; it parses the calls and builds "
+                    "their spans when the test's report is made",
                 )
             )
             rows.append(

@@ -17,7 +17,7 @@ Findings (severity: error fails `assert_resilient()`, warning fails it with
   retries each sooner than `min_backoff_ms`, or `storm_retries` retries with less than
   `storm_window_ms` of waiting between them in all.
 - `no_backoff` (warning): two or more retries whose waits do not grow (each at least
-  `backoff_growth` times the one before, give or take 10 ms of timer jitter).
+  `backoff_growth` times the one before, less 5 % for timer jitter).
 - `no_read_timeout` (error): on `timeout` / `stall_mid_stream` the client had no read
   timeout, or one above `max_read_timeout_s`.
 - `partial_output_used` (error): the text of a damaged answer reappears in a later request.
@@ -126,9 +126,9 @@ class _Key:
 
 
 _MS = 0.001
-# Waits measured on the wire jitter by a few ms (timers, a busy CI box): a wait counts as
-# grown when it is within this of `backoff_growth` times the one before.
-_TIMER_SLACK_S = 0.01
+# Waits measured on the wire jitter (timers, a busy CI box): a wait counts as grown when it
+# is at least `backoff_growth` times the one before, less this share.
+_JITTER = 0.05
 _POLICY_KEYS: dict[str, _Key] = {
     "max_retries": _Key("max_attempts", integral=True, offset=1),
     "min_backoff_ms": _Key("min_backoff_s", scale=_MS),
@@ -503,7 +503,7 @@ class _Judge:
                 chain,
             )
         elif len(gaps) >= 2 and all(
-            b + _TIMER_SLACK_S < a * policy.backoff_growth for a, b in itertools.pairwise(gaps)
+            b < a * policy.backoff_growth * (1 - _JITTER) for a, b in itertools.pairwise(gaps)
         ):
             self.add(
                 "no_backoff",
