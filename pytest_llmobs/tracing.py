@@ -14,8 +14,10 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .calls import LLMCall
@@ -53,20 +55,25 @@ class _Router(SpanProcessor):
 
 
 class Tracing:
-    def __init__(self, sink: Callable[[ReadableSpan], None], capture_content: bool = False) -> None:
-        provider = trace.get_tracer_provider()
-        if not isinstance(provider, TracerProvider):
-            provider = TracerProvider(resource=Resource.create({"service.name": "pytest"}))
-            trace.set_tracer_provider(provider)
-            # A provider set earlier in this process wins; use whichever is global now.
-            global_provider = trace.get_tracer_provider()
-            if isinstance(global_provider, TracerProvider):
-                provider = global_provider
+    def __init__(
+        self,
+        sink: Callable[[ReadableSpan], None],
+        capture_content: bool = False,
+        provider: TracerProvider | None = None,  # default: the global one (installed if need be)
+    ) -> None:
+        if provider is None:
+            provider = _global_provider()
         self.provider: TracerProvider = provider
         self._router = _Router(sink)
         provider.add_span_processor(self._router)
         self.tracer = provider.get_tracer(SCOPE)
         self.capture_content = capture_content
+        # What `_emit_finished` must reproduce; if the SDK ever stops having them, every
+        # span takes the SDK's own path.
+        self._scope: InstrumentationScope | None = getattr(
+            self.tracer, "_instrumentation_scope", None
+        )
+        self._span_limits: SpanLimits | None = getattr(self.tracer, "_span_limits", None)
 
     def shutdown(self) -> None:
         self._router.shutdown()
@@ -93,17 +100,123 @@ class Tracing:
                 parent = carried
         start_ns = int(call.started_at * 1e9)
         end_ns = start_ns + int((call.duration_s or 0.0) * 1e9)
-        span = self.tracer.start_span(
-            span_name(call),
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes=span_attributes(call, self.capture_content),
-            start_time=start_ns,
+        name, attributes = span_name(call), span_attributes(call, self.capture_content)
+        status = (
+            Status(StatusCode.ERROR, call.error or call.error_type) if call.error_type else None
         )
-        if call.error_type:
-            span.set_status(Status(StatusCode.ERROR, call.error or call.error_type))
+        if not self.shared and _plain(attributes) and self._direct_possible():
+            done = self._emit_finished(name, parent, attributes, status, start_ns, end_ns)
+            if done is not None:
+                return done
+        span = self.tracer.start_span(
+            name, context=parent, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns
+        )
+        if status is not None:
+            span.set_status(status)
         span.end(end_time=end_ns)
         return span.get_span_context()
+
+    def _emit_finished(
+        self,
+        name: str,
+        parent: Context | None,
+        attributes: dict[str, Any],
+        status: Status | None,
+        start_ns: int,
+        end_ns: int,
+    ) -> SpanContext | None:
+        """Only our processor listens: hand it the finished span the SDK would build (same
+        ids, sampling, resource, scope, baggage attributes), without the SDK's per-attribute
+        validation and processor fan-out, which are most of the time a span takes.
+        `emit` only comes here with attributes that need no validation; None (nothing done)
+        when they would exceed the SDK's attribute count limit."""
+        found = trace.get_current_span(parent).get_span_context()
+        parent_context = found if found.is_valid else None
+        ids = self.provider.id_generator
+        # the random-trace-id flag is newer than some SDKs we support: no flag where absent
+        if parent_context is not None:
+            trace_id = parent_context.trace_id
+            random_id = getattr(parent_context.trace_flags, "random_trace_id", False)
+        else:
+            trace_id = ids.generate_trace_id()
+            random_id = getattr(ids, "is_trace_id_random", bool)()
+        sampling = self.provider.sampler.should_sample(
+            parent, trace_id, name, SpanKind.CLIENT, attributes
+        )
+        sampled = sampling.decision is Decision.RECORD_AND_SAMPLE
+        flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
+        if random_id:
+            flags |= getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+        context = SpanContext(
+            trace_id,
+            ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(flags),
+            trace_state=sampling.trace_state,
+        )
+        if sampling.decision is Decision.DROP:  # not recording: nobody sees a span
+            return context
+        final = dict(sampling.attributes or {})
+        for key, value in baggage_attributes(parent).items():  # as _Router.on_start does
+            final.setdefault(key, value)
+        limit = self._span_limits.max_span_attributes if self._span_limits else None
+        if limit is not None and len(final) > limit:
+            return None
+        self._router.on_end(
+            ReadableSpan(
+                name,
+                context=context,
+                parent=parent_context,
+                resource=self.provider.resource,
+                attributes={k: tuple(v) if isinstance(v, list) else v for k, v in final.items()},
+                kind=SpanKind.CLIENT,
+                status=status or Status(StatusCode.UNSET),
+                start_time=start_ns,
+                end_time=end_ns,
+                instrumentation_scope=self._scope,
+            )
+        )
+        return context
+
+    def _direct_possible(self) -> bool:
+        """The SDK's internals we mirror are there, and no attribute value length limit is
+        set (`OTEL_*ATTRIBUTE_VALUE_LENGTH_LIMIT`: only the SDK cuts values)."""
+        limits = self._span_limits
+        return (
+            limits is not None
+            and self._scope is not None
+            and limits.max_span_attribute_length is None
+        )
+
+
+def _global_provider() -> TracerProvider:
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider(resource=Resource.create({"service.name": "pytest"}))
+        trace.set_tracer_provider(provider)
+        # A provider set earlier in this process wins; use whichever is global now.
+        global_provider = trace.get_tracer_provider()
+        if isinstance(global_provider, TracerProvider):
+            provider = global_provider
+    return provider
+
+
+_SIMPLE = frozenset({str, bool, int, float})
+
+
+def _plain(attributes: dict[str, Any]) -> bool:
+    """Every value is one the SDK would keep as it is: a str, bool, int or float, or a
+    list of values of one of those types (kept as a tuple)."""
+    for value in attributes.values():
+        kind = type(value)
+        if kind is list:
+            if value and (
+                type(value[0]) not in _SIMPLE or any(type(v) is not type(value[0]) for v in value)
+            ):
+                return False
+        elif kind not in _SIMPLE:
+            return False
+    return True
 
 
 def span_name(call: LLMCall) -> str:
