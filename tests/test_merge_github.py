@@ -4,6 +4,7 @@ appended to `$GITHUB_STEP_SUMMARY`, and `check` prints `::error` annotations."""
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,49 @@ def test_check_prints_annotations_on_github(
         f"::error file={prefix}/test_inner.py,line=33,title=llmobs budget::"
         "test_inner.py::test_over_budget: max_output_tokens: limit 1, actual 4"
     ]
+
+
+def test_merge_keeps_each_shards_alerts_spikes_and_baseline_findings(tmp_path: Path) -> None:
+    """summary.json's alerts, token spikes and baseline regressions of every shard reach the
+    merged summary (and the alerts its JUnit file), as each shard judged them."""
+    from pytest_llmobs.alerts import Alert, parse_rule
+    from pytest_llmobs.report.artifacts import write_final
+    from pytest_llmobs.report.merge import merge
+
+    rule = parse_rule("error_rate > 0.05 severity=critical name=errors")
+    shards = []
+    for n in (1, 2):
+        shard = tmp_path / f"shard{n}"
+        write_final(
+            shard,
+            {},
+            run_ids=[f"run{n}"],
+            extra={
+                "token_spikes": [{"nodeid": f"t{n}", "call": 0, "tokens": 900, "ratio": 9.0}],
+                "alerts": [Alert(rule, f"model m{n}", 0.5).to_dict()],
+                "alert_rules": 1,
+                "baseline": {
+                    "file": "baseline.json",
+                    "updated": n == 2,
+                    "tolerance": {"total_tokens": "+15%"},
+                    "regressions": [{"nodeid": f"t{n}", "figure": "total_tokens"}],
+                    "not_in_baseline": [f"new{n}", "new"],
+                },
+            },
+        )
+        shards.append(shard)
+    merge(shards, tmp_path / "merged")
+    summary = json.loads((tmp_path / "merged" / "summary.json").read_text())
+    assert [s["nodeid"] for s in summary["token_spikes"]] == ["t1", "t2"]
+    assert [a["key"] for a in summary["alerts"]] == ["model m1", "model m2"]
+    assert summary["alert_rules"] == 1
+    baseline = summary["baseline"]
+    assert [r["nodeid"] for r in baseline["regressions"]] == ["t1", "t2"]
+    assert baseline["not_in_baseline"] == ["new", "new1", "new2"]
+    assert baseline["updated"] is True and baseline["file"] == "baseline.json"
+    junit = ET.parse(tmp_path / "merged" / "llmobs-junit.xml")
+    alerts = [c for c in junit.iter("testcase") if c.get("classname") == "llmobs.alerts"]
+    assert len(alerts) == 2
+    assert [f.get("type") for c in alerts for f in c.iter("failure")] == [
+        "llmobs.alert.critical"
+    ] * 2

@@ -114,9 +114,34 @@ def merge(dirs: Sequence[Path], output: Path, keys: KeySource | None = None) -> 
         outside=outside,
         session_result="\n".join(session_results) or None,
         settings=summaries[0].get("settings"),
+        extra=merged_extras(summaries),
     )
     written.append(write_report(output, keys=keys))
     return sorted(written)
+
+
+def merged_extras(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The shards' token spikes, alerts and baseline findings, side by side: each shard
+    judged its own tests (the figures are not judged again over the merged run)."""
+    out: dict[str, Any] = {}
+    spikes = [s for summary in summaries for s in summary.get("token_spikes") or []]
+    if spikes or any("token_spikes" in summary for summary in summaries):
+        out["token_spikes"] = spikes
+    ruled = [summary for summary in summaries if "alerts" in summary]
+    if ruled:
+        out["alerts"] = [a for summary in ruled for a in summary["alerts"] or []]
+        out["alert_rules"] = max(int(summary.get("alert_rules") or 0) for summary in ruled)
+    baselines = [summary["baseline"] for summary in summaries if summary.get("baseline")]
+    if baselines:
+        out["baseline"] = {
+            **baselines[0],  # file and tolerance: the same settings in every shard
+            "updated": any(b.get("updated") for b in baselines),
+            "regressions": [r for b in baselines for r in b.get("regressions") or []],
+            "not_in_baseline": sorted(
+                {n for b in baselines for n in b.get("not_in_baseline") or []}
+            ),
+        }
+    return out
 
 
 def _lines(dirs: Sequence[Path], name: str, keys: KeySource | None) -> Iterator[str]:
