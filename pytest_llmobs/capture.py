@@ -35,7 +35,7 @@ class TestCapture:
     the app's own span processors listen, each call is analysed as it ends: see `Capture`.)
     """
 
-    def __init__(self, nodeid: str, settle: Callable[[TestCapture], None] | None = None) -> None:
+    def __init__(self, nodeid: str, settle: Callable[[TestCapture], None]) -> None:
         self.nodeid = nodeid
         self.pending: list[Exchange] = []  # finished, not analysed yet (guarded by Capture)
         self.attempts: Counter[tuple[str, bytes]] = Counter()
@@ -55,7 +55,7 @@ class TestCapture:
         return self._spans
 
     def settle(self) -> None:
-        if self.pending and self._settle is not None:
+        if self.pending:
             self._settle(self)
 
     def __repr__(self) -> str:

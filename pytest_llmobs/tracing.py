@@ -68,12 +68,21 @@ class Tracing:
         provider.add_span_processor(self._router)
         self.tracer = provider.get_tracer(SCOPE)
         self.capture_content = capture_content
-        # What `_emit_finished` must reproduce; if the SDK ever stops having them, every
-        # span takes the SDK's own path.
+        # What `_emit_finished` must reproduce. Without these SDK internals, or with an
+        # attribute value length limit set (`OTEL_*ATTRIBUTE_VALUE_LENGTH_LIMIT`: only the
+        # SDK cuts values), every span takes the SDK's own path.
         self._scope: InstrumentationScope | None = getattr(
             self.tracer, "_instrumentation_scope", None
         )
-        self._span_limits: SpanLimits | None = getattr(self.tracer, "_span_limits", None)
+        limits = getattr(self.tracer, "_span_limits", None)
+        if not isinstance(limits, SpanLimits):
+            limits = None
+        self._direct = (
+            self._scope is not None
+            and limits is not None
+            and limits.max_span_attribute_length is None
+        )
+        self._max_attributes = limits.max_span_attributes if limits is not None else None
 
     def shutdown(self) -> None:
         self._router.shutdown()
@@ -104,7 +113,7 @@ class Tracing:
         status = (
             Status(StatusCode.ERROR, call.error or call.error_type) if call.error_type else None
         )
-        if not self.shared and _plain(attributes) and self._direct_possible():
+        if self._direct and not self.shared and _plain(attributes):
             done = self._emit_finished(name, parent, attributes, status, start_ns, end_ns)
             if done is not None:
                 return done
@@ -159,8 +168,7 @@ class Tracing:
         final = dict(sampling.attributes or {})
         for key, value in baggage_attributes(parent).items():  # as _Router.on_start does
             final.setdefault(key, value)
-        limit = self._span_limits.max_span_attributes if self._span_limits else None
-        if limit is not None and len(final) > limit:
+        if self._max_attributes is not None and len(final) > self._max_attributes:
             return None
         self._router.on_end(
             ReadableSpan(
@@ -177,16 +185,6 @@ class Tracing:
             )
         )
         return context
-
-    def _direct_possible(self) -> bool:
-        """The SDK's internals we mirror are there, and no attribute value length limit is
-        set (`OTEL_*ATTRIBUTE_VALUE_LENGTH_LIMIT`: only the SDK cuts values)."""
-        limits = self._span_limits
-        return (
-            limits is not None
-            and self._scope is not None
-            and limits.max_span_attribute_length is None
-        )
 
 
 def _global_provider() -> TracerProvider:
