@@ -297,7 +297,7 @@ class Redactor:
         body_keys = frozenset(_norm(k) for k in self.extra_body_keys) - {""}
         # An extra key's last three letters serve as its stem.
         stems = set(_FIELD_STEMS) | {k[-3:] for k in body_keys}
-        stem_res = tuple(re.compile(re.escape(st.encode()) + _FIELD_TAIL) for st in sorted(stems))
+        stem_res = tuple(_stem_re(st, body_keys) for st in sorted(stems))
         salt = self.salt.encode()
         init: dict[str, object] = {
             "_headers": DEFAULT_SECRET_HEADERS | {h.lower() for h in self.extra_headers},
@@ -633,6 +633,18 @@ class Redactor:
 
 
 # -- secret helpers ---------------------------------------------------------------------------
+def _stem_re(stem: str, body_keys: frozenset[str]) -> re.Pattern[bytes]:
+    """`stem…` then `:` or `=`. A JSON key that is the bare stem and names no secret
+    (`"key":` of every OTLP attribute) is left out by the regex itself: artifacts hold
+    thousands of them, and each match costs Python work."""
+    norm = _norm(stem)
+    secret = norm in _KEY_EXACT or norm.endswith(_KEY_SUFFIXES) or norm in body_keys
+    escaped = re.escape(stem.encode())
+    # after the stem (a leading lookahead would cost the regex its literal-prefix scan)
+    skip = b"" if secret else b'(?!(?<="' + escaped + rb')\\?"[ \t]*:)'
+    return re.compile(escaped + skip + _FIELD_TAIL)
+
+
 def _norm(key: str) -> str:
     return _NON_ALNUM.sub("", key.lower())
 

@@ -249,6 +249,20 @@ def test_extra_body_keys(r: Redactor) -> None:
     assert r.body(raw, "application/json") is raw
 
 
+def test_a_bare_stem_key_is_secret_only_when_named_so(r: Redactor) -> None:
+    """`"key":` (every OTLP attribute) is skipped by the field regex itself, unless the
+    user names `key` a secret; then it is redacted plain and inside a JSON string."""
+    otlp = b'{"key":"session_token_value_123","value":{"stringValue":"abcdefgh12345678"}}'
+    assert r.body(otlp, "application/json") is otlp
+    keyed = Redactor(extra_body_keys=["key"])
+    assert keyed.body(b'{"key": "abcdefgh12345678"}', "application/json") == (
+        b'{"key": "<redacted>"}'
+    )
+    nested = json.dumps({"log": json.dumps({"key": "abcdefgh12345678"})})
+    assert "abcdefgh12345678" in r.text(nested)
+    assert "abcdefgh12345678" not in keyed.text(nested)
+
+
 # -- free text -----------------------------------------------------------------------------
 @pytest.mark.parametrize(("kind", "secret"), VENDOR)
 def test_vendor_formats_in_text(r: Redactor, kind: str, secret: str) -> None:

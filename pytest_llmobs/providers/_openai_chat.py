@@ -146,7 +146,10 @@ def _merge_chunk(reply: _Reply, chunk: JSONObject) -> bool:
     output = False
     for position, raw in enumerate(arr(chunk.get("choices"))):
         data = obj(raw)
-        choice = reply.choices.setdefault(_index(data, position), _Choice())
+        index = _index(data, position)
+        choice = reply.choices.get(index)
+        if choice is None:  # not setdefault: that builds a _Choice for every chunk
+            choice = reply.choices[index] = _Choice()
         choice.finish_reason = nonempty(data.get("finish_reason")) or choice.finish_reason
         output = _merge_delta(choice, obj(data.get("delta"))) or output
     return output
@@ -167,7 +170,10 @@ def _merge_delta(choice: _Choice, delta: JSONObject) -> bool:
 
 def _merge_tool_call(choice: _Choice, data: JSONObject, position: int) -> bool:
     # The name comes once, in the first piece; arguments come as fragments to concatenate.
-    tool_call = choice.tool_calls.setdefault(_index(data, position), _ToolCall())
+    index = _index(data, position)
+    tool_call = choice.tool_calls.get(index)
+    if tool_call is None:
+        tool_call = choice.tool_calls[index] = _ToolCall()
     function = obj(data.get("function"))
     name = nonempty(function.get("name"))
     if name and not tool_call.name:

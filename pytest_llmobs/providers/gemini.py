@@ -130,7 +130,9 @@ class _Response:
             item = obj(raw)
             index = integer(item.get("index"))
             slot = position if index is None else index
-            candidate = self.candidates.setdefault(slot, _Candidate())
+            candidate = self.candidates.get(slot)
+            if candidate is None:
+                candidate = self.candidates[slot] = _Candidate()
             output = candidate.add_parts(arr(obj(item.get("content")).get("parts"))) or output
             candidate.finish_reason = nonempty(item.get("finishReason")) or candidate.finish_reason
         return output
