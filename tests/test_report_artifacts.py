@@ -281,3 +281,58 @@ def _ids_to_base64(value: Any) -> Any:
     if isinstance(value, list):
         return [_ids_to_base64(v) for v in value]
     return value
+
+
+PLANTED = """
+import os
+import openai, pytest
+from opentelemetry import trace
+from opentelemetry.trace import (
+    Link, NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags, TraceState
+)
+
+SECRET = "{secret}"
+URL = os.environ["LLM_URL"]
+
+
+@pytest.mark.parametrize("who", ["x"], ids=["id/" + SECRET])
+def test_everywhere(llmobs, who):
+    tracer = trace.get_tracer("scope/" + SECRET, "v/" + SECRET)
+    state = TraceState([("vendor", "key:" + SECRET)])
+    sampled = TraceFlags(TraceFlags.SAMPLED)
+    outer = SpanContext(0x1F, 0x2F, is_remote=True, trace_flags=sampled, trace_state=state)
+    ctx = trace.set_span_in_context(NonRecordingSpan(outer))
+    link = Link(SpanContext(0x3F, 0x4F, is_remote=True), {{"linked": "key " + SECRET}})
+    with tracer.start_as_current_span("span " + SECRET, context=ctx, links=[link]) as span:
+        span.set_attribute("app.note", SECRET)
+        span.add_event("event " + SECRET, {{"detail": SECRET}})
+        span.set_status(Status(StatusCode.ERROR, "failed with " + SECRET))
+        openai.OpenAI(base_url=URL + "/v1", max_retries=0).chat.completions.create(
+            model="gpt/" + SECRET, messages=[{{"role": "user", "content": "hi " + SECRET}}]
+        )
+"""
+
+
+def test_a_secret_planted_in_every_field_reaches_no_artifact(
+    pytester: pytest.Pytester, provider: ProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test id, span name, attributes, event name and attributes, link attributes, status,
+    trace state, scope, resource, model, messages: no secret reaches any artifact."""
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"deploy.note=key {SECRET}")
+    step_summary = pytester.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    body = PLANTED.format(secret=SECRET)
+    result = run_suite(pytester, "--llm-capture-content", subprocess=True, body=body)
+    result.assert_outcomes(passed=1)
+    out = pytester.path / "llmobs-artifacts"
+    [line] = jsonl(out / "traces.jsonl")
+    text = json.dumps(line)
+    for planted in ("span <redacted", "event <redacted", "scope/<redacted", "deploy.note"):
+        assert planted in text, planted  # the fields are there, their secrets are not
+    [record] = jsonl(out / "prompts.jsonl")
+    assert record["test_id"].startswith("test_inner.py::test_everywhere[id/")
+    assert record["model"].startswith("gpt/")
+    assert "test_everywhere" in step_summary.read_text()
+    for path in [*sorted(out.iterdir()), step_summary]:
+        assert SECRET not in path.read_text(), path.name

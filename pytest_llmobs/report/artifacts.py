@@ -61,8 +61,8 @@ class ArtifactWriter:
         if not spans and not calls:
             return
         self.traffic = self.traffic or bool(calls)
-        if spans:
-            request = export_request(nodeid, outcome, self.run_id, spans)
+        if spans:  # span_dict redacted the spans; a test id can hold anything too
+            request = export_request(self.redactor.text(nodeid), outcome, self.run_id, spans)
             self._line(TRACES, request)
             self._perfetto_writer().add(request)
         for record in prompts.records(data, outcome, self.sample_rate, self.run_id):

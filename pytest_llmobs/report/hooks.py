@@ -190,7 +190,7 @@ class ArtifactHooks:
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if step_summary and self.written:
             text = github.markdown(tests, self.session_result(), outside=self.summary.outside)
-            github.append_summary(Path(step_summary), text)
+            github.append_summary(Path(step_summary), self.redactor.text(text))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.writes and self.summary.internal_errors:
@@ -205,7 +205,7 @@ class ArtifactHooks:
         if github.enabled():
             prefix = github.workspace_prefix(self.config.rootpath)
             for line in github.error_annotations(self.summary.tests(), prefix):
-                terminalreporter.write_line(line)
+                terminalreporter.write_line(self.redactor.text(line))  # CI logs are kept
         if self.config.get_verbosity() >= 0:
             terminalreporter.write_line(
                 f"llmobs artifacts: {self.writer.directory} "

@@ -75,7 +75,10 @@ def attributes_dict(items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 def span_dict(span: ReadableSpan, redactor: Redactor, content: bool = True) -> dict[str, Any]:
     """One finished span, ready for `export_request`: `{"resource", "scope", "span"}` where
-    `span` is an OTLP JSON `Span`. String attributes go through `redactor`."""
+    `span` is an OTLP JSON `Span`. Every string in it has been through `redactor` (names,
+    attributes of the span, its events, links and resource, scope, status, trace state):
+    the spans also reach the HTML page and Perfetto, and the JSON pass over each written
+    line stays a second line of defence."""
     ctx = span.context
     attrs = {k: list(v) if isinstance(v, tuple) else v for k, v in (span.attributes or {}).items()}
     if not content:
@@ -85,7 +88,7 @@ def span_dict(span: ReadableSpan, redactor: Redactor, content: bool = True) -> d
         "spanId": format_span_id(ctx.span_id) if ctx else "",
     }
     if ctx is not None and ctx.trace_state:
-        out["traceState"] = ctx.trace_state.to_header()
+        out["traceState"] = redactor.text(ctx.trace_state.to_header())
     if span.parent is not None:
         out["parentSpanId"] = format_span_id(span.parent.span_id)
     out.update(
@@ -99,7 +102,7 @@ def span_dict(span: ReadableSpan, redactor: Redactor, content: bool = True) -> d
         out["events"] = [
             {
                 "timeUnixNano": str(e.timestamp),
-                "name": e.name,
+                "name": redactor.text(e.name),
                 "attributes": key_values(redactor.json(dict(e.attributes or {}))),
             }
             for e in span.events
@@ -109,7 +112,7 @@ def span_dict(span: ReadableSpan, redactor: Redactor, content: bool = True) -> d
             {
                 "traceId": format_trace_id(link.context.trace_id),
                 "spanId": format_span_id(link.context.span_id),
-                "attributes": key_values(dict(link.attributes or {})),
+                "attributes": key_values(redactor.json(dict(link.attributes or {}))),
             }
             for link in span.links
         ]
@@ -120,15 +123,20 @@ def span_dict(span: ReadableSpan, redactor: Redactor, content: bool = True) -> d
         status["message"] = redactor.text(span.status.description)
     out["status"] = status
     scope = span.instrumentation_scope
+    resource = span.resource.attributes if span.resource else {}
     return {
-        "resource": {
-            k: v
-            for k, v in (span.resource.attributes if span.resource else {}).items()
-            if isinstance(v, str | int | float | bool)
-        },
-        "scope": {"name": scope.name, "version": scope.version} if scope else {"name": ""},
+        "resource": redactor.json(
+            {k: v for k, v in resource.items() if isinstance(v, str | int | float | bool)}
+        ),
+        "scope": {"name": redactor.text(scope.name), "version": _text(redactor, scope.version)}
+        if scope
+        else {"name": ""},
         "span": out,
     }
+
+
+def _text(redactor: Redactor, value: str | None) -> str | None:
+    return None if value is None else redactor.text(value)
 
 
 def export_request(
