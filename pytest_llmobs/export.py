@@ -25,7 +25,8 @@ from opentelemetry import context as otel_context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import Status
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, Status, TraceState
 
 from .capture import OUTSIDE, Capture
 from .redaction import Redactor
@@ -124,8 +125,9 @@ class _Exporter(SpanExporter):
                 self.first_error = error[:300]
 
     def _redact(self, span: ReadableSpan) -> ReadableSpan:
-        """The same rules as traces.jsonl: secrets always, PII per the session, content
-        attributes dropped with --llm-log-content=none."""
+        """The same rules as traces.jsonl (report/traces.py `span_dict`): every string,
+        secrets always, PII per the session, content attributes dropped with
+        --llm-log-content=none. The resource was redacted once per test (`_test_resource`)."""
         r = self.redactor
         attrs = dict(span.attributes or {})
         if not self.content:
@@ -133,22 +135,37 @@ class _Exporter(SpanExporter):
         status = span.status
         if status.description:
             status = Status(status.status_code, r.text(status.description))
+        scope = span.instrumentation_scope
+        if scope is not None:
+            version = r.text(scope.version) if scope.version else scope.version
+            scope = InstrumentationScope(r.text(scope.name), version, scope.schema_url)
         return ReadableSpan(
             name=r.text(span.name),
-            context=span.context,
+            context=_context(r, span.context),
             parent=span.parent,
             resource=span.resource,
             attributes=r.json(attrs),
             events=[
-                Event(e.name, r.json(dict(e.attributes or {})), e.timestamp) for e in span.events
+                Event(r.text(e.name), r.json(dict(e.attributes or {})), e.timestamp)
+                for e in span.events
             ],
-            links=span.links,
+            links=[Link(link.context, r.json(dict(link.attributes or {}))) for link in span.links],
             kind=span.kind,
             status=status,
             start_time=span.start_time,
             end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
+            instrumentation_scope=scope,
         )
+
+
+def _context(r: Redactor, context: SpanContext | None) -> SpanContext | None:
+    """The span's context with its trace state's values redacted (vendors put ids there)."""
+    if context is None or not context.trace_state:
+        return context
+    state = TraceState([(k, r.text(v)) for k, v in context.trace_state.items()])
+    return SpanContext(
+        context.trace_id, context.span_id, context.is_remote, context.trace_flags, state
+    )
 
 
 def _session(exporter: _Exporter) -> Any:
@@ -249,6 +266,9 @@ class LiveExport:
         resource = base or Resource.get_empty()
         if nodeid != OUTSIDE:
             resource = resource.merge(Resource({"test.case.name": nodeid}))
+        # redacted here, once per test: a test id or a deployment attribute can hold anything
+        redact = self.exporter.redactor.json
+        resource = Resource(redact(dict(resource.attributes)), resource.schema_url)
         self._resource = (base, nodeid, resource)
         return resource
 

@@ -196,6 +196,44 @@ def test_spans_batched_with_headers_and_redacted(
     assert SECRET.encode() not in wire and b"hunter2" not in wire
 
 
+PLANTED = f"""
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+
+@pytest.mark.parametrize("who", ["x"], ids=["id/{SECRET}"])
+def test_everywhere(who):
+    scoped = trace.get_tracer("scope/{SECRET}", "v/{SECRET}")
+    state = TraceState([("vendor", "key:{SECRET}")])
+    outer = SpanContext(0x1F, 0x2F, True, TraceFlags(TraceFlags.SAMPLED), state)
+    ctx = trace.set_span_in_context(NonRecordingSpan(outer))
+    link = Link(SpanContext(0x3F, 0x4F, True), {{"linked": "key {SECRET}"}})
+    with scoped.start_as_current_span("step", context=ctx, links=[link]) as span:
+        span.add_event("event {SECRET}")
+"""
+
+
+def test_every_string_of_a_span_is_redacted_on_the_wire(
+    pytester: pytest.Pytester, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Test id, resource, scope, trace state, event name and link attributes: as in
+    traces.jsonl, no secret leaves the machine."""
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"deploy.note=key {SECRET}")
+    pytester.makepyfile(test_inner=HEADER + PLANTED)
+    endpoint = f"--llm-otlp-endpoint={receiver.url}/v1/traces"
+    result = pytester.runpytest_subprocess(*INNER_ARGS, endpoint)
+    result.assert_outcomes(passed=1)
+    [(resource, span)] = receiver.spans()
+    assert resource["test.case.name"].startswith("test_inner.py::test_everywhere[id/")
+    assert resource["deploy.note"] == f"key {REDACTED}"
+    assert [e.name for e in span.events] == [f"event {REDACTED}"]
+    assert attributes(span.links[0].attributes)["linked"] == f"key {REDACTED}"
+    assert span.trace_state == f"vendor=key:{REDACTED}"
+    [scope] = [ss.scope for rs in receiver.requests[0][2].resource_spans for ss in rs.scope_spans]
+    assert scope.name == f"scope/{REDACTED}" and scope.version == f"v/{REDACTED}"
+    wire = b"".join(body for _, body, _ in receiver.requests)
+    assert SECRET.encode() not in wire
+
+
 def test_no_content_when_log_content_is_none(
     pytester: pytest.Pytester, provider: ProviderServer, receiver: Receiver
 ) -> None:
