@@ -29,6 +29,7 @@ from pytest_llmobs.alerts import (
     load_rules_file,
     parse_rule,
 )
+from pytest_llmobs.redaction import Redactor
 from pytest_llmobs.report.sinks import (
     PUSH_METRICS,
     RunFigures,
@@ -225,6 +226,17 @@ def test_slack_payload_shape() -> None:
     big = slack_payload(_alerts(60), {})
     assert len(big["blocks"]) <= 50  # Slack's limit
     assert "… and 20 more" in big["blocks"][-1]["text"]["text"]
+
+
+def test_slack_payload_uses_the_sessions_redaction_rules() -> None:
+    """The webhook carries test ids and models: masked like the artifacts, PII included
+    when the session masks it."""
+    rule = parse_rule("error_rate > 0.05 scope=test")
+    alerts = [Alert(rule, "test_x.py::test_mail[jane.doe@example.com]", 0.5)]
+    plain = json.dumps(slack_payload(alerts, {}))
+    assert "jane.doe@example.com" in plain  # no PII masking by default
+    masked = json.dumps(slack_payload(alerts, {}, Redactor(mask_pii=True)))
+    assert "jane.doe@example.com" not in masked and "<EMAIL_" in masked
 
 
 def test_safe_url_keeps_only_scheme_and_host() -> None:

@@ -81,9 +81,12 @@ def _scrub(text: str, url: str) -> str:
 
 
 # -- webhook -------------------------------------------------------------------------------
-def slack_payload(alerts: Sequence[Alert], context: Mapping[str, Any]) -> dict[str, Any]:
+def slack_payload(
+    alerts: Sequence[Alert], context: Mapping[str, Any], redactor: Redactor | None = None
+) -> dict[str, Any]:
     """``text`` (the notification line) + ``blocks`` (header, one section per alert, context),
-    as Slack incoming webhooks (and Mattermost, Rocket.Chat, Teams' Slack mode) take it."""
+    as Slack incoming webhooks (and Mattermost, Rocket.Chat, Teams' Slack mode) take it;
+    redacted with the session's rules (its key names, PII masking) when given them."""
     by = counts(alerts)
     worst = next((s for s in reversed(SEVERITIES) if by[s]), "info")
     title = f"pytest-llmobs: {len(alerts)} LLM alert(s) firing" + (
@@ -113,9 +116,8 @@ def slack_payload(alerts: Sequence[Alert], context: Mapping[str, Any]) -> dict[s
     lines = [title] + [f"- {a.message}" for a in alerts[:10]]
     if len(alerts) > 10:
         lines.append(f"- … {len(alerts) - 10} more")
-    redactor = Redactor()
     payload = {"text": "\n".join(lines), "blocks": blocks, "severity": worst}
-    result: dict[str, Any] = redactor.json(payload)
+    result: dict[str, Any] = (redactor or Redactor()).json(payload)
     return result
 
 

@@ -34,6 +34,7 @@ from . import sinks
 
 if TYPE_CHECKING:
     from ..capture import Capture
+    from ..redaction import Redactor
     from ..settings import Settings
     from .hooks import ArtifactHooks
 
@@ -53,7 +54,7 @@ def install(
     summary: RunSummary,
     artifacts: ArtifactHooks,
 ) -> WatchHooks:
-    hooks = WatchHooks(config, capture, settings, budgets, summary)
+    hooks = WatchHooks(config, capture, settings, budgets, summary, artifacts.redactor)
     artifacts.extra = hooks.extra
     config.pluginmanager.register(hooks, "llmobs-watch")
     return hooks
@@ -71,8 +72,10 @@ class WatchHooks:
         settings: Settings,
         budgets: BudgetConfig,
         summary: RunSummary,
+        redactor: Redactor,
     ) -> None:
         self.config = config
+        self.redactor = redactor  # the artifacts' rules, for what the webhook carries
         self.capture = capture
         self.settings = settings
         self.budgets = budgets
@@ -270,7 +273,7 @@ class WatchHooks:
     def _deliver(self, tests: Mapping[str, Mapping[str, Any]]) -> None:
         settings = self.settings
         if settings.llm_alert_webhook and self.alerts:
-            payload = sinks.slack_payload(self.alerts, self._context(tests))
+            payload = sinks.slack_payload(self.alerts, self._context(tests), self.redactor)
             self.deliveries.append(sinks.post_webhook(settings.llm_alert_webhook, payload))
         if settings.llm_pushgateway:
             run = sinks.RunFigures(
