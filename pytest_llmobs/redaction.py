@@ -342,8 +342,7 @@ class Redactor:
         """Is this JSON key / header / parameter name one whose value is a secret?"""
         hit = self._key_cache.get(name)
         if hit is None:
-            norm = _norm(name)
-            hit = norm in _KEY_EXACT or norm.endswith(_KEY_SUFFIXES) or norm in self._body_keys
+            hit = _names_secret(_norm(name), self._body_keys)
             if len(self._key_cache) < 4096:  # names repeat; the bound guards odd documents
                 self._key_cache[name] = hit
         return hit
@@ -637,12 +636,16 @@ def _stem_re(stem: str, body_keys: frozenset[str]) -> re.Pattern[bytes]:
     """`stem…` then `:` or `=`. A JSON key that is the bare stem and names no secret
     (`"key":` of every OTLP attribute) is left out by the regex itself: artifacts hold
     thousands of them, and each match costs Python work."""
-    norm = _norm(stem)
-    secret = norm in _KEY_EXACT or norm.endswith(_KEY_SUFFIXES) or norm in body_keys
     escaped = re.escape(stem.encode())
     # after the stem (a leading lookahead would cost the regex its literal-prefix scan)
-    skip = b"" if secret else b'(?!(?<="' + escaped + rb')\\?"[ \t]*:)'
+    bare_key = b'(?!(?<="' + escaped + rb')\\?"[ \t]*:)'
+    skip = b"" if _names_secret(_norm(stem), body_keys) else bare_key
     return re.compile(escaped + skip + _FIELD_TAIL)
+
+
+def _names_secret(norm: str, body_keys: frozenset[str]) -> bool:
+    """Whether a normalised key name is one whose value is a secret."""
+    return norm in _KEY_EXACT or norm.endswith(_KEY_SUFFIXES) or norm in body_keys
 
 
 def _norm(key: str) -> str:
