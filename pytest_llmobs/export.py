@@ -23,14 +23,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, Status, TraceState
 
 from .capture import OUTSIDE, Capture
 from .redaction import Redactor
-from .report.traces import CONTENT_ATTRIBUTES
+from .report.traces import redacted_span
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -100,7 +98,10 @@ class _Exporter(SpanExporter):
         self.thread = threading.get_ident()
         try:
             assert self.inner is not None
-            result = self.inner.export([self._redact(span) for span in spans])
+            # the same fields redacted as in traces.jsonl; the resource was, once per test
+            # (`_test_resource`)
+            redacted = [redacted_span(span, self.redactor, self.content) for span in spans]
+            result = self.inner.export(redacted)
         except Exception as exc:  # an exporter bug must not kill the batcher's thread
             self.note(f"{type(exc).__name__}: {exc}")
             result = SpanExportResult.FAILURE
@@ -123,49 +124,6 @@ class _Exporter(SpanExporter):
         with self._lock:
             if self.first_error is None:
                 self.first_error = error[:300]
-
-    def _redact(self, span: ReadableSpan) -> ReadableSpan:
-        """The same rules as traces.jsonl (report/traces.py `span_dict`): every string,
-        secrets always, PII per the session, content attributes dropped with
-        --llm-log-content=none. The resource was redacted once per test (`_test_resource`)."""
-        r = self.redactor
-        attrs = dict(span.attributes or {})
-        if not self.content:
-            attrs = {k: v for k, v in attrs.items() if k not in CONTENT_ATTRIBUTES}
-        status = span.status
-        if status.description:
-            status = Status(status.status_code, r.text(status.description))
-        scope = span.instrumentation_scope
-        if scope is not None:
-            version = r.text(scope.version) if scope.version else scope.version
-            scope = InstrumentationScope(r.text(scope.name), version, scope.schema_url)
-        return ReadableSpan(
-            name=r.text(span.name),
-            context=_context(r, span.context),
-            parent=span.parent,
-            resource=span.resource,
-            attributes=r.json(attrs),
-            events=[
-                Event(r.text(e.name), r.json(dict(e.attributes or {})), e.timestamp)
-                for e in span.events
-            ],
-            links=[Link(link.context, r.json(dict(link.attributes or {}))) for link in span.links],
-            kind=span.kind,
-            status=status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=scope,
-        )
-
-
-def _context(r: Redactor, context: SpanContext | None) -> SpanContext | None:
-    """The span's context with its trace state's values redacted (vendors put ids there)."""
-    if context is None or not context.trace_state:
-        return context
-    state = TraceState([(k, r.text(v)) for k, v in context.trace_state.items()])
-    return SpanContext(
-        context.trace_id, context.span_id, context.is_remote, context.trace_flags, state
-    )
 
 
 def _session(exporter: _Exporter) -> Any:

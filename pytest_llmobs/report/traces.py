@@ -15,8 +15,16 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import format_span_id, format_trace_id
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import (
+    Link,
+    SpanContext,
+    Status,
+    TraceState,
+    format_span_id,
+    format_trace_id,
+)
 
 from ..redaction import Redactor
 
@@ -73,37 +81,80 @@ def attributes_dict(items: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return {item["key"]: plain_value(item.get("value", {})) for item in items}
 
 
-def span_dict(span: ReadableSpan, redactor: Redactor, content: bool = True) -> dict[str, Any]:
-    """One finished span, ready for `export_request`: `{"resource", "scope", "span"}` where
-    `span` is an OTLP JSON `Span`. Every string in it has been through `redactor` (names,
-    attributes of the span, its events, links and resource, scope, status, trace state):
-    the spans also reach the HTML page and Perfetto, and the JSON pass over each written
-    line stays a second line of defence."""
-    ctx = span.context
-    attrs = {k: list(v) if isinstance(v, tuple) else v for k, v in (span.attributes or {}).items()}
+def redacted_span(span: ReadableSpan, redactor: Redactor, content: bool = True) -> ReadableSpan:
+    """`span` with every string through `redactor`: name, attributes (the content ones
+    dropped unless `content`), events, links, status, trace state and scope. Not its
+    resource, which many spans share: callers redact that once. traces.jsonl and the live
+    export both take spans from here, so they always redact the same fields."""
+    attrs = dict(span.attributes or {})
     if not content:
         attrs = {k: v for k, v in attrs.items() if k not in CONTENT_ATTRIBUTES}
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, redactor.text(status.description))
+    scope = span.instrumentation_scope
+    if scope is not None:
+        version = redactor.text(scope.version) if scope.version else scope.version
+        scope = InstrumentationScope(redactor.text(scope.name), version, scope.schema_url)
+    return ReadableSpan(
+        name=redactor.text(span.name),
+        context=_context(redactor, span.context),
+        parent=span.parent,
+        resource=span.resource,
+        attributes=redactor.json(attrs),
+        events=[
+            Event(redactor.text(e.name), redactor.json(dict(e.attributes or {})), e.timestamp)
+            for e in span.events
+        ],
+        links=[
+            Link(link.context, redactor.json(dict(link.attributes or {}))) for link in span.links
+        ],
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=scope,
+    )
+
+
+def _context(redactor: Redactor, context: SpanContext | None) -> SpanContext | None:
+    """The context with its trace state's values redacted (vendors put ids there)."""
+    if context is None or not context.trace_state:
+        return context
+    state = TraceState([(k, redactor.text(v)) for k, v in context.trace_state.items()])
+    return SpanContext(
+        context.trace_id, context.span_id, context.is_remote, context.trace_flags, state
+    )
+
+
+def span_dict(span: ReadableSpan, redactor: Redactor, content: bool = True) -> dict[str, Any]:
+    """One finished span, ready for `export_request`: `{"resource", "scope", "span"}` where
+    `span` is an OTLP JSON `Span`. Every string in it has been through `redactor`
+    (`redacted_span`, and the resource here): the spans also reach the HTML page and
+    Perfetto, and the JSON pass over each written line stays a second line of defence."""
+    span = redacted_span(span, redactor, content)
+    ctx = span.context
     out: dict[str, Any] = {
         "traceId": format_trace_id(ctx.trace_id) if ctx else "",
         "spanId": format_span_id(ctx.span_id) if ctx else "",
     }
     if ctx is not None and ctx.trace_state:
-        out["traceState"] = redactor.text(ctx.trace_state.to_header())
+        out["traceState"] = ctx.trace_state.to_header()
     if span.parent is not None:
         out["parentSpanId"] = format_span_id(span.parent.span_id)
     out.update(
-        name=redactor.text(span.name),
+        name=span.name,
         kind=span.kind.value + 1,  # OTLP: 0 unspecified, 1 internal, 2 server, 3 client …
         startTimeUnixNano=str(span.start_time or 0),
         endTimeUnixNano=str(span.end_time or span.start_time or 0),
-        attributes=key_values(redactor.json(attrs)),
+        attributes=key_values(span.attributes),
     )
     if span.events:
         out["events"] = [
             {
                 "timeUnixNano": str(e.timestamp),
-                "name": redactor.text(e.name),
-                "attributes": key_values(redactor.json(dict(e.attributes or {}))),
+                "name": e.name,
+                "attributes": key_values(e.attributes),
             }
             for e in span.events
         ]
@@ -112,7 +163,7 @@ def span_dict(span: ReadableSpan, redactor: Redactor, content: bool = True) -> d
             {
                 "traceId": format_trace_id(link.context.trace_id),
                 "spanId": format_span_id(link.context.span_id),
-                "attributes": key_values(redactor.json(dict(link.attributes or {}))),
+                "attributes": key_values(link.attributes),
             }
             for link in span.links
         ]
@@ -120,7 +171,7 @@ def span_dict(span: ReadableSpan, redactor: Redactor, content: bool = True) -> d
     if span.status.status_code.value:
         status["code"] = span.status.status_code.value
     if span.status.description:
-        status["message"] = redactor.text(span.status.description)
+        status["message"] = span.status.description
     out["status"] = status
     scope = span.instrumentation_scope
     resource = span.resource.attributes if span.resource else {}
@@ -128,15 +179,9 @@ def span_dict(span: ReadableSpan, redactor: Redactor, content: bool = True) -> d
         "resource": redactor.json(
             {k: v for k, v in resource.items() if isinstance(v, str | int | float | bool)}
         ),
-        "scope": {"name": redactor.text(scope.name), "version": _text(redactor, scope.version)}
-        if scope
-        else {"name": ""},
+        "scope": {"name": scope.name, "version": scope.version} if scope else {"name": ""},
         "span": out,
     }
-
-
-def _text(redactor: Redactor, value: str | None) -> str | None:
-    return None if value is None else redactor.text(value)
 
 
 def export_request(
