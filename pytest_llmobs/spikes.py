@@ -168,24 +168,32 @@ def find_spikes(
     out = []
     for nodeid, i, key, tokens, was_replayed in seen:
         prompts = ((baseline or {}).get(nodeid) or {}).get("prompts") or {}
-        if isinstance(prompts.get(key), int | float):
-            found: tuple[float, str] | None = (float(prompts[key]), "baseline")
-        else:
-            recorded = _median_without(replayed.get(key, []), tokens if was_replayed else None)
-            session = _median_without(everyone[key], tokens)
-            found = (
-                (recorded, "recorded")
-                if recorded is not None
-                else (session, "session")
-                if session is not None
-                else None
-            )
+        mine = tokens if was_replayed else None
+        found = _reference(prompts.get(key), replayed.get(key, []), mine, everyone[key], tokens)
         if found is None:
             continue
         reference, source = found
         if tokens > rule.factor * reference and tokens - reference >= rule.min_tokens:
             out.append(Spike(nodeid, i, key, tokens, reference, source))
     return out
+
+
+def _reference(
+    in_baseline: Any,
+    replayed: Sequence[int],
+    mine: int | None,
+    everyone: Sequence[int],
+    tokens: int,
+) -> tuple[float, str] | None:
+    """What a call's tokens are held against: the baseline's figure for its prompt, else the
+    median of the other replayed calls with that prompt, else of all the others."""
+    if isinstance(in_baseline, int | float):
+        return float(in_baseline), "baseline"
+    recorded = _median_without(replayed, mine)
+    if recorded is not None:
+        return recorded, "recorded"
+    session = _median_without(everyone, tokens)
+    return None if session is None else (session, "session")
 
 
 def _median_without(ordered: Sequence[int], value: int | None) -> float | None:
