@@ -558,9 +558,6 @@ def render_session(
 
 
 # -- the run's calls, from test reports (works under xdist) ------------------------------
-_USAGE_FIELDS = tuple(f.name for f in fields(Usage))  # fields() is slow; called per record
-
-
 def call_from_record(record: Mapping[str, Any], nodeid: str = "") -> LLMCall:
     """Rebuild an `LLMCall` (enough for the checks) from `summary.call_record` data.
 
@@ -573,7 +570,7 @@ def call_from_record(record: Mapping[str, Any], nodeid: str = "") -> LLMCall:
         url="",
         request_model=record.get("model"),
         stream=bool(record.get("stream")),
-        usage=Usage(**{name: usage.get(name) for name in _USAGE_FIELDS}),
+        usage=Usage.from_dict(usage),
         status_code=record.get("status_code"),
         error_type=record.get("error_type"),
         attempt=int(record.get("attempt") or 0),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -32,12 +33,24 @@ class Usage:
             reasoning_tokens=add(self.reasoning_tokens, other.reasoning_tokens),
         )
 
+    def as_dict(self) -> dict[str, int | None]:
+        """The counts by field name (`dataclasses.asdict` deep-copies: slow per call record)."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        """The inverse of `as_dict`; names it does not know are ignored."""
+        return cls(**{name: data.get(name) for name in _USAGE_FIELDS})
+
     @property
     def total(self) -> int:
         """Total tokens, derived from input + output when the provider gave no total."""
         if self.total_tokens is not None:
             return self.total_tokens
         return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+
+_USAGE_FIELDS = tuple(f.name for f in fields(Usage))
 
 
 @dataclass

@@ -238,6 +238,7 @@ _PII_KIND: Final = {
 _PROTECTED_RE: Final = re.compile(r"<redacted>|<[A-Z][A-Z0-9_]*_[0-9a-f]{8}>")
 _NAME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _MAX_PASSES: Final = 4
+_CACHED_TEXT_LEN: Final = 256
 
 Span = tuple[str, int, int]  # kind, start, end
 
@@ -280,6 +281,7 @@ class Redactor:
     _hash_key: bytes = field(init=False, repr=False)
     _key_cache: dict[str, bool] = field(init=False, repr=False)
     _url_cache: dict[str, str] = field(init=False, repr=False)
+    _text_cache: dict[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         user: list[tuple[str, re.Pattern[str]]] = []
@@ -309,6 +311,7 @@ class Redactor:
             "_hash_key": salt if len(salt) <= 64 else hashlib.blake2b(salt).digest(),
             "_key_cache": {},
             "_url_cache": {},
+            "_text_cache": {},
             "pii_functions": tuple(self.pii_functions),
         }
         for name, value in init.items():
@@ -379,7 +382,16 @@ class Redactor:
 
     def text(self, s: str) -> str:
         """Redact free text (logs, span attributes, prompts); `s` itself if unchanged."""
-        return self._redact(s, json_mode=False)
+        if len(s) > _CACHED_TEXT_LEN or self.pii_functions:  # a user's function may not be pure
+            return self._redact(s, json_mode=False)
+        # Short values repeat in every span and call record (models, operations, hosts).
+        done = self._text_cache.get(s)
+        if done is None:
+            done = self._redact(s, json_mode=False)
+            if len(self._text_cache) >= 8192:  # ids never repeat: start over, not stop caching
+                self._text_cache.clear()
+            self._text_cache[s] = done
+        return s if done == s else done
 
     def body(self, data: bytes, content_type: str | None = None) -> bytes:
         """Redact an HTTP body; never raises, returns `data` itself when nothing changed.
@@ -589,7 +601,7 @@ class Redactor:
     # -- structures --------------------------------------------------------------------------
     def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
-            return self._redact(value, json_mode=False)
+            return self.text(value)
         if isinstance(value, dict):
             out: dict[Any, Any] | None = None
             for key, item in value.items():

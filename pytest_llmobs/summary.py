@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from .budgets import TestChecks, Violation, check_test, percentile
@@ -47,7 +47,7 @@ def call_record(call: LLMCall) -> dict[str, Any]:
         "finish_reasons": list(call.finish_reasons),
         "duration_s": call.effective_duration_s,
         "time_to_first_chunk_s": call.effective_time_to_first_chunk_s,
-        "usage": asdict(call.usage),
+        "usage": call.usage.as_dict(),
         "attributes": {k: v for k, v in call.attributes.items() if _plain(v)},
         "prompt_hash": prompt_hash(call),  # the same request in any run (token spikes)
     }

@@ -1696,6 +1696,18 @@ def test_sse_line_ends_and_chunk_indices(eol: bytes) -> None:
         assert events[-1].chunk_index == max(i for i, s in enumerate(starts) if s <= last_end)
 
 
+def test_sse_any_chunking_gives_the_events_of_the_whole_stream() -> None:
+    # Chunks of whole LF-ended lines take a fast path (decoded at once); anything else
+    # (a partial line pending, a CR) goes line by line. Both must agree everywhere.
+    stream = "\ufeffid: 1\nevent: e\ndata: é\n: note\ndata: 🌍\n\nretry: 5\ndata: x\n\n".encode()
+    whole = [(e.event, e.data, e.id, e.retry) for e in decode_sse([stream])]
+    assert whole == [("e", "é\n🌍", "1", None), ("message", "x", "1", 5)]
+    lines = stream.split(b"\n")
+    one_line_each = [line + b"\n" for line in lines[:-1]]
+    for chunks in [*splits(stream), one_line_each]:
+        assert [(e.event, e.data, e.id, e.retry) for e in decode_sse(chunks)] == whole
+
+
 def test_sse_crlf_split_between_chunks_is_one_line_end() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b"data: x\r", 0) == []

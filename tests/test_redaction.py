@@ -630,3 +630,25 @@ def test_random_mixes_stay_valid_idempotent_and_scan_clean() -> None:
         out = red.body(raw, "text/event-stream")
         json.loads(out)
         assert red.body(out, "text/event-stream") is out
+
+
+def test_short_texts_are_cached_but_a_users_function_runs_every_time() -> None:
+    # Span attributes and call records repeat the same short values; their redaction is
+    # remembered. A user's function may count or log, so with one nothing is cached.
+    redactor = Redactor()
+    secret = "key: sk-proj-" + "Ab1" * 10
+    first = redactor.text(secret)
+    assert first == redactor.text(secret) == "key: <redacted>"
+    assert redactor.text("gpt-4o-mini") == "gpt-4o-mini"
+    many = [f"id-{i}" for i in range(20_000)]  # more than the cache holds: it starts over
+    assert [redactor.text(s) for s in many] == many
+    assert redactor.text(secret) == first
+    seen: list[str] = []
+
+    def note(s: str) -> str:
+        seen.append(s)
+        return s.replace("Falcon", "<CODENAME>")
+
+    user = Redactor(pii_functions=[note])
+    assert [user.text("Project Falcon") for _ in range(3)] == ["Project <CODENAME>"] * 3
+    assert seen.count("Project Falcon") == 3

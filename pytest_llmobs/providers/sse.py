@@ -53,6 +53,8 @@ class SSEDecoder:
         return bool(self._line or self._data or self._event)
 
     def feed(self, chunk: bytes, chunk_index: int) -> list[SSEEvent]:
+        if not self._line and not self._skip_lf and b"\r" not in chunk:
+            return self._feed_lines(chunk, chunk_index)
         events: list[SSEEvent] = []
         start = 0
         for match in _LINE_END.finditer(chunk):
@@ -73,11 +75,32 @@ class SSEDecoder:
             self._line += chunk[start:]
         return events
 
+    def _feed_lines(self, chunk: bytes, chunk_index: int) -> list[SSEEvent]:
+        """The usual chunk: no partial line before it and only LF line ends. Its whole
+        lines are decoded at once (a UTF-8 sequence never spans an LF, so this decodes
+        exactly as line by line would)."""
+        whole, newline, rest = chunk.rpartition(b"\n")
+        if rest:
+            self._line += rest
+        if not newline:
+            return []
+        if self._first_line:
+            self._first_line = False
+            whole = whole.removeprefix(_BOM)
+        events: list[SSEEvent] = []
+        for line in whole.decode("utf-8", "replace").split("\n"):
+            event = self._process_text(line, chunk_index)
+            if event is not None:
+                events.append(event)
+        return events
+
     def _process(self, raw: bytes, chunk_index: int) -> SSEEvent | None:
         if self._first_line:
             self._first_line = False
             raw = raw.removeprefix(_BOM)
-        line = raw.decode("utf-8", "replace")
+        return self._process_text(raw.decode("utf-8", "replace"), chunk_index)
+
+    def _process_text(self, line: str, chunk_index: int) -> SSEEvent | None:
         if not line:
             return self._dispatch(chunk_index)
         if line.startswith(":"):
