@@ -108,6 +108,9 @@ _KEY_SUFFIXES: Final = (
     "subscriptionkey",
     "authorization",
 )
+# A JSON key ending in stem + one of these names no secret whatever comes before it (no
+# secret name above ends so): `_stem_re` leaves these keys out.
+_HARMLESS_ENDINGS: Final = {"token": ("s",)}
 # In free text (`name: value`, `NAME=value`) short generic names are too common in prose.
 _TEXT_EXACT: Final = frozenset(
     {"cookie", "setcookie", "passphrase", "openaiorganization", "openaiproject"}
@@ -645,13 +648,18 @@ class Redactor:
 
 # -- secret helpers ---------------------------------------------------------------------------
 def _stem_re(stem: str, body_keys: frozenset[str]) -> re.Pattern[bytes]:
-    """`stem…` then `:` or `=`. A JSON key that is the bare stem and names no secret
-    (`"key":` of every OTLP attribute) is left out by the regex itself: artifacts hold
+    """`stem…` then `:` or `=`. JSON keys that name no secret whatever precedes the stem
+    are left out by the regex itself: the bare stem (`"key":` of every OTLP attribute) and
+    a count (`"input_tokens":`, `"max_tokens":` of every LLM body). Artifacts hold
     thousands of them, and each match costs Python work."""
     escaped = re.escape(stem.encode())
     # after the stem (a leading lookahead would cost the regex its literal-prefix scan)
-    bare_key = b'(?!(?<="' + escaped + rb')\\?"[ \t]*:)'
-    skip = b"" if _names_secret(_norm(stem), body_keys) else bare_key
+    skip = b""
+    if not _names_secret(_norm(stem), body_keys):
+        skip += b'(?!(?<="' + escaped + rb')\\?"[ \t]*:)'
+    for ending in _HARMLESS_ENDINGS.get(stem, ()):
+        if not any(key.endswith(stem + ending) for key in body_keys):
+            skip += b"(?!" + ending.encode() + rb'\\?"[ \t]*:)'
     return re.compile(escaped + skip + _FIELD_TAIL)
 
 

@@ -652,3 +652,19 @@ def test_short_texts_are_cached_but_a_users_function_runs_every_time() -> None:
     user = Redactor(pii_functions=[note])
     assert [user.text("Project Falcon") for _ in range(3)] == ["Project <CODENAME>"] * 3
     assert seen.count("Project Falcon") == 3
+
+
+@pytest.mark.parametrize("body_keys", [(), ("my_tokens",)])
+def test_token_counts_are_no_secret_unless_named_so(body_keys: tuple[str, ...]) -> None:
+    # `"input_tokens": 7` fills every LLM body: the field regex leaves such keys out, so
+    # they must still be redacted when the user names one a secret.
+    redactor = Redactor(extra_body_keys=body_keys)
+    body = {
+        "usage": {"input_tokens": 7, "max_tokens": 5},
+        "my_tokens": "v4lu3v4lu3v4lu3v4lu3",
+        "access_token": "abcdefgh12345678abcd",
+    }
+    out = json.loads(redactor.body(json.dumps(body).encode(), "application/json"))
+    assert out["usage"] == {"input_tokens": 7, "max_tokens": 5}
+    assert out["access_token"] == REDACTED
+    assert (out["my_tokens"] == REDACTED) is bool(body_keys)
