@@ -1,6 +1,7 @@
 """pytest-xdist: what a worker knows beyond its test reports reaches the controller.
 
-Per-test data travels on each test's teardown report. What belongs to no test — LLM calls
+Per-test data travels on each test's teardown report: figures, and the test's artifact
+lines, built and redacted on the worker (report/hooks.py). What belongs to no test — LLM calls
 made while no test ran (at collection, in session hooks, responses that finished after
 their test), our own swallowed errors, the cassettes a worker wrote or could not write,
 requests outside any test that no cassette answered — is handed over once, through

@@ -102,6 +102,7 @@ def test_xdist_gives_the_same_artifacts_as_one_process(
     assert single["spans"] == xdist["spans"] and len(single["spans"]) >= 6
     assert single["prompts"] == xdist["prompts"] and len(single["prompts"]) == 6
     assert ("(outside tests)", "chat claude-test") in {s[:2] for s in xdist["spans"]}
+    assert single["run_ids"] == xdist["run_ids"] == 1
 
 
 # figures that depend on timing, not on what the tests did
@@ -134,13 +135,12 @@ def _snapshot(directory: Path, pytest_xml: Path) -> dict[str, Any]:
             props = {} if holder is None else {p.get("name"): p.get("value") for p in holder}
             theirs[case.name] = _stable(props)
     spans = []
+    run_ids = set(summary["run_ids"]) | {r["run_id"] for r in jsonl(directory / "prompts.jsonl")}
     for request in jsonl(directory / "traces.jsonl"):
         for rs in request["resourceSpans"]:
-            test = next(
-                a["value"]["stringValue"]
-                for a in rs["resource"]["attributes"]
-                if a["key"] == "test.case.name"
-            )
+            resource = {a["key"]: a["value"] for a in rs["resource"]["attributes"]}
+            test = resource["test.case.name"]["stringValue"]
+            run_ids.add(resource["llmobs.run.id"]["stringValue"])
             for ss in rs["scopeSpans"]:
                 for span in ss["spans"]:
                     attrs = {
@@ -163,6 +163,7 @@ def _snapshot(directory: Path, pytest_xml: Path) -> dict[str, Any]:
         "pytest_props": theirs,
         "spans": sorted(spans),
         "prompts": prompts,
+        "run_ids": len(run_ids),  # one run, one id: a worker's lines carry the controller's
     }
 
 

@@ -54,25 +54,37 @@ class ArtifactWriter:
         self._files: dict[str, AtomicFile] = {}
         self._perfetto: PerfettoWriter | None = None
 
-    def add_test(self, nodeid: str, outcome: str, data: Mapping[str, Any]) -> None:
-        """One test's payload (with spans and content): append its lines."""
+    def test_lines(
+        self, nodeid: str, outcome: str, data: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """One test's artifact lines, redacted, from its payload with spans and content;
+        None when it had neither calls nor spans. Built where the test ran: an xdist worker
+        sends these few strings to the controller instead of the spans and content, so
+        the controller's work per test is to append them (`add_lines`)."""
         spans = data.get("spans") or []
         calls = data.get("calls") or []
         if not spans and not calls:
-            return
-        self.traffic = self.traffic or bool(calls)
-        files: list[str] = []
+            return None
         values: list[Any] = []
         if spans:  # span_dict redacted the spans; a test id can hold anything too
-            request = export_request(self.redactor.text(nodeid), outcome, self.run_id, spans)
-            files.append(TRACES)
-            values.append(request)
-            self._perfetto_writer().add(request)
-        for record in prompts.records(data, outcome, self.sample_rate, self.run_id):
-            files.append(PROMPTS)
-            values.append(record)
-        for name, line in zip(files, _redacted_lines(self.redactor, values), strict=True):
-            self._open(name).write(line + "\n")
+            values.append(export_request(self.redactor.text(nodeid), outcome, self.run_id, spans))
+        values += prompts.records(data, outcome, self.sample_rate, self.run_id)
+        lines = _redacted_lines(self.redactor, values)
+        return {"calls": bool(calls), "traces": lines.pop(0) if spans else None, "prompts": lines}
+
+    def add_lines(self, lines: Mapping[str, Any]) -> None:
+        """Append a test's lines (from `test_lines`, here or on a worker)."""
+        self.traffic = self.traffic or bool(lines.get("calls"))
+        if traces := lines.get("traces"):
+            self._open(TRACES).write(traces + "\n")
+            self._perfetto_writer().add(json.loads(traces))  # what traces.jsonl holds
+        for line in lines.get("prompts") or []:
+            self._open(PROMPTS).write(line + "\n")
+
+    def add_test(self, nodeid: str, outcome: str, data: Mapping[str, Any]) -> None:
+        """One payload (with spans and content): append its lines."""
+        if (lines := self.test_lines(nodeid, outcome, data)) is not None:
+            self.add_lines(lines)
 
     def finish(
         self,

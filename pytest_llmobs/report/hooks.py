@@ -25,6 +25,7 @@ from .artifacts import ArtifactWriter
 from .traces import span_dict
 
 _ARTIFACT_OPTIONS = ("llm_artifacts", "llm_log_sample_rate", "llm_log_content")
+_RUN_ID = "llmobs_run_id"  # the controller's, in each worker's workerinput
 
 
 def content_redactor(settings: Settings) -> Redactor:
@@ -78,9 +79,12 @@ class ArtifactHooks:
         directory = Path(settings.llm_artifacts)
         if not directory.is_absolute():
             directory = config.invocation_params.dir / directory
+        worker = getattr(config, "workerinput", None)
+        # a worker builds its tests' lines (see `pytest_runtest_logreport`) with the run's id
+        run_id = worker.get(_RUN_ID) if isinstance(worker, dict) else None
         self.writer = ArtifactWriter(
             directory,
-            run_id=uuid.uuid4().hex,
+            run_id=str(run_id or uuid.uuid4().hex),
             sample_rate=rate,
             redactor=self.redactor,
             keys=artifact_keys(settings) if self.writes else None,
@@ -111,21 +115,24 @@ class ArtifactHooks:
         if report.when != "teardown" or not isinstance(data, dict):
             return
         active = self.capture.active
-        if "spans" not in data and active is not None and active.nodeid == report.nodeid:
-            # after every makereport wrapper: spans they emitted (chaos verdict) are in
+        if "lines" not in data and active is not None and active.nodeid == report.nodeid:
+            # Where the test ran, after every makereport wrapper (the spans they emitted,
+            # the chaos verdict, are in): its artifact lines. What stays on the report
+            # (pytest keeps them all; a worker sends it) is figures only.
             content = self.options.content != "none"
-            data["spans"] = [span_dict(s, self.redactor, content) for s in active.spans]
-            data["span_count"] = len(active.spans)
+            spans = [span_dict(s, self.redactor, content) for s in active.spans]
+            data["span_count"] = len(spans)
+            row = self.summary.rows.get(report.nodeid)
+            outcome = "failed" if report.failed else (row.outcome if row else report.outcome)
+            data["lines"] = self.writer.test_lines(report.nodeid, outcome, {**data, "spans": spans})
+            for call in data.get("calls") or []:
+                call.pop("content", None)
         if not self.writes:
             return
         report.user_properties.extend(junit.properties(data) if junit.has_llm_data(data) else [])
-        row = self.summary.rows.get(report.nodeid)
-        outcome = "failed" if report.failed else (row.outcome if row else report.outcome)
-        self.writer.add_test(report.nodeid, outcome, data)
-        # what stays on the report (pytest keeps them all) is figures only
-        data.pop("spans", None)
-        for call in data.get("calls") or []:
-            call.pop("content", None)
+        lines = data.pop("lines", None)
+        if isinstance(lines, dict):
+            self.writer.add_lines(lines)
 
     # -- calls made while no test ran (collection, session hooks, late responses) ----------
     def outside_payload(self) -> dict[str, Any] | None:
@@ -155,6 +162,10 @@ class ArtifactHooks:
                 self._add_outside(data)
 
     # -- pytest-xdist (see workers.py) ---------------------------------------------------------
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[_RUN_ID] = self.writer.run_id
+
     def worker_output(self) -> dict[str, Any]:
         self.capture.interceptor.flush()
         return {"outside": self.outside_payload(), "internal_errors": self._internal_errors()}
