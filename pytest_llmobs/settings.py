@@ -362,7 +362,12 @@ _SECRET = frozenset(o.name for o in OPTIONS if o.secret)
 def register(parser: pytest.Parser) -> None:
     group = parser.getgroup("llmobs", "LLM observability (pytest-llmobs)")
     for option in OPTIONS:
-        kwargs: dict[str, Any] = {"dest": option.name, "default": None, "help": option.help}
+        # argparse %-formats help texts ("+15%" would break `pytest --help`); ini help is not
+        kwargs: dict[str, Any] = {
+            "dest": option.name,
+            "default": None,
+            "help": option.help.replace("%", "%%"),
+        }
         if option.kind == "bool":
             group.addoption(option.flag, action="store_true", **kwargs)
         elif option.kind == "linelist":

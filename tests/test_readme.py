@@ -464,6 +464,23 @@ def test_cli_help_is_complete() -> None:
             assert name in help_text, f"`llmobs --help` does not list {name}"
 
 
+def test_pytest_help_shows_every_flag_and_ini_key(tmp_path: Path) -> None:
+    """`pytest --help` runs (argparse %-formats help texts: a bare "%" broke it) and shows
+    each flag with its help and each ini twin."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = " ".join(result.stdout.split())
+    for option in settings.OPTIONS:
+        assert option.flag in result.stdout, f"{option.flag} missing from pytest --help"
+        assert f"{option.name} (" in result.stdout, f"ini {option.name} missing"
+        assert " ".join(option.help.split())[:40] in text, f"{option.flag}: help text missing"
+
+
 def test_readme_example_suites_exist() -> None:
     """Paths the README names under example_suites/ exist."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
