@@ -175,7 +175,7 @@ def run_tool(
         LLMOBS_RECORD_MODE="off",  # live calls: capture overhead, not replay
         TRACELOOP_TELEMETRY="false",
     )
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    cmd = [*_env.pytest_command(), "-p", "no:xdist"]
     if tool != "llmobs":
         cmd += ["-p", "no:llmobs", "-p", "no:recording", "-p", "no:llm_vcr"]
     cmd.append(str(workdir / "test_capture_bench.py"))

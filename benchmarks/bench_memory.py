@@ -121,7 +121,7 @@ def run_once(workdir: Path, plugin: bool, url: str, args: argparse.Namespace) ->
     env = {**os.environ, "LLM_URL": url, "BENCH_OUT": str(out)}
     env.update(BENCH_TESTS=str(args.tests), BENCH_CALLS=str(args.calls))
     env["LLMOBS_RECORD_MODE"] = "off"  # live calls: no cassettes, everything else on
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    cmd = [*_env.pytest_command(), "-p", "no:xdist"]
     if plugin:
         cmd.append(f"--llm-artifacts={workdir / 'artifacts'}")
     else:

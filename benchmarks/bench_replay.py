@@ -200,7 +200,7 @@ class Run:
 
 
 def _command(tool: str, mode: str, workdir: Path, xdist: bool) -> list[str]:
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    args = _env.pytest_command()
     args += ["-n", "2"] if xdist else ["-p", "no:xdist"]
     for other in OTHERS:
         if other != tool:

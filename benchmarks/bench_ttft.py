@@ -80,7 +80,7 @@ def run_once(
     base = {k: v for k, v in os.environ.items() if k not in ("LLMOBS_RECORD_MODE", "PYTHONPATH")}
     env = peers.env(base) if tool == "recording" else base
     env.update(LLM_URL=url, BENCH_OUT=str(out), BENCH_STREAMS=str(streams))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    cmd = [*_env.pytest_command(), "-p", "no:xdist"]
     cmd += {
         "live": ["-p", "no:llmobs"],
         "llmobs": ["--llm-record-mode=rewrite", f"--llm-artifacts={workdir / 'artifacts'}"],

@@ -3,6 +3,10 @@
 INNER_ARGS = (
     "-p",
     "no:cacheprovider",
+    # langsmith (with langchain in the test extra) has a plugin that imports for ~0.75 s in
+    # every pytest process; no inner run uses it
+    "-p",
+    "no:langsmith_plugin",
     "-o",
     "asyncio_mode=auto",
     "-o",

@@ -506,5 +506,5 @@ def test_imported_in_the_test(llmobs):
     assert [c.request_model for c in llmobs.calls] == ["gpt-4o"] * 3
 """
     )
-    result = pytester.runpytest_subprocess(*INNER_ARGS, "-p", "no:langsmith_plugin")
+    result = pytester.runpytest_subprocess(*INNER_ARGS)
     result.assert_outcomes(passed=2)

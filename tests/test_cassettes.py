@@ -404,7 +404,7 @@ def test_interrupted_recording_never_damages_the_cassette(
     original = b'{\n  "llmobs_cassette": 1,\n  "interactions": []\n}\n'
     path.write_bytes(original)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+        [sys.executable, "-m", "pytest", *INNER_ARGS, "-q",
          "--llm-record-mode=rewrite", "test_inner.py"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip

@@ -557,9 +557,20 @@ def _json_form(text: str) -> tuple[Any, dict[str, Any]] | None:
     return None
 
 
+# One encoder per (style, ascii): `json.dumps` with arguments builds a new one per call,
+# which costs as much as encoding a stream chunk.
+_ENCODERS = {
+    (name, ascii_): json.JSONEncoder(ensure_ascii=ascii_, **kwargs)
+    for name, kwargs in _STYLES
+    for ascii_ in (False, True)
+}
+
+
 def _json_bytes(value: Any, fields: Mapping[str, Any]) -> bytes:
-    kwargs = _STYLE_ARGS.get(str(fields.get("style", "compact")), _STYLE_ARGS["compact"])
-    text = json.dumps(value, ensure_ascii=bool(fields.get("ascii")), **kwargs)
+    ascii_ = bool(fields.get("ascii"))
+    encoder = _ENCODERS.get((str(fields.get("style", "compact")), ascii_))
+    encoder = encoder or _ENCODERS["compact", ascii_]
+    text = encoder.encode(value)
     if fields.get("newline"):
         text += "\n"
     return text.encode("utf-8")

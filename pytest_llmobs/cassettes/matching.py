@@ -20,6 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -114,6 +115,7 @@ class MatchRules:
         return Normalized(method, url, value)
 
 
+@lru_cache(maxsize=4096)  # a suite sends to a handful of URLs, thousands of times
 def normalize_url(uri: str, ignore_query: frozenset[str] = DEFAULT_IGNORE_QUERY) -> str:
     try:
         parts = urlsplit(uri)
