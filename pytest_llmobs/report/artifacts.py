@@ -1,10 +1,11 @@
 """The artifact directory: streamed while the run goes, finished once at its end.
 
-`traces.jsonl`, `traces.perfetto.json` and `prompts.jsonl` grow one test at a time (into
-temporary files, renamed into place at the end), so spans and content never pile up in
-memory; `llmobs-junit.xml` and `summary.json` are written from the run's figures at the end,
-then `report.html` from all of these files (report/html.py). With a key source the content
-files are written encrypted (`NAME.enc`, see report/storage.py).
+`traces.jsonl` and `prompts.jsonl` grow one test at a time (into temporary files, renamed
+into place at the end), so spans and content never pile up in memory; `llmobs-junit.xml`
+and `summary.json` are written from the run's figures at the end, then `report.html` from
+all of these files (report/html.py), and `traces.perfetto.json` in the same pass over
+`traces.jsonl`. With a key source the content files are written encrypted (`NAME.enc`, see
+report/storage.py).
 `llmobs merge` rebuilds the same files from several directories.
 """
 
@@ -52,7 +53,6 @@ class ArtifactWriter:
         self.redactor = redactor
         self.traffic = False
         self._files: dict[str, AtomicFile] = {}
-        self._perfetto: PerfettoWriter | None = None
 
     def test_lines(
         self, nodeid: str, outcome: str, data: Mapping[str, Any]
@@ -77,7 +77,6 @@ class ArtifactWriter:
         self.traffic = self.traffic or bool(lines.get("calls"))
         if traces := lines.get("traces"):
             self._open(TRACES).write(traces + "\n")
-            self._perfetto_writer().add(json.loads(traces))  # what traces.jsonl holds
         for line in lines.get("prompts") or []:
             self._open(PROMPTS).write(line + "\n")
 
@@ -96,17 +95,13 @@ class ArtifactWriter:
         force: bool = False,
         settings: Mapping[str, Any] | None = None,
     ) -> list[Path]:
-        """Write JUnit and summary.json, move the streamed files into place; nothing (and no
-        directory) when the run made no LLM calls unless `force`."""
+        """Move the streamed files into place, write JUnit, summary.json, the report and the
+        Perfetto trace; nothing (and no directory) when the run made no LLM calls unless
+        `force`."""
         if not (self.traffic or force):
             self.discard()
             return []
         written = [self._open(name).commit() for name in (TRACES, PROMPTS)]
-        if self._perfetto is not None:
-            self._perfetto.close()
-        else:
-            PerfettoWriter(self._open(PERFETTO).stream).close()
-        written.append(self._open(PERFETTO).commit())
         self._files.clear()
         written += write_final(
             self.directory,
@@ -118,9 +113,7 @@ class ArtifactWriter:
             redactor=self.redactor,
             extra=extra,
         )
-        from .html import write_report  # html reads these files back (and imports this module)
-
-        written.append(write_report(self.directory, keys=self.keys))
+        written += write_views(self.directory, self.keys)
         return sorted(written)
 
     def discard(self) -> None:
@@ -133,10 +126,18 @@ class ArtifactWriter:
             self._files[name] = open_artifact(self.directory / name, self.keys)
         return self._files[name]
 
-    def _perfetto_writer(self) -> PerfettoWriter:
-        if self._perfetto is None:
-            self._perfetto = PerfettoWriter(self._open(PERFETTO).stream)
-        return self._perfetto
+
+def write_views(directory: Path, keys: KeySource | None = None) -> list[Path]:
+    """`report.html` and `traces.perfetto.json` from the finished files, in one pass: the
+    Perfetto trace is made from the traces.jsonl lines the report parses anyway."""
+    from .html import write_report  # html reads the files back (and imports this module)
+
+    target = open_artifact(directory / PERFETTO, keys)
+    with target as stream:
+        perfetto = PerfettoWriter(stream)
+        report = write_report(directory, keys=keys, traces=perfetto.add)
+        perfetto.close()
+    return [report, target.path]
 
 
 def dumps(value: Any) -> str:

@@ -17,7 +17,7 @@ import base64
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -54,12 +54,17 @@ class Limits:
 
 
 def write_report(
-    directory: Path, *, keys: KeySource | None = None, limits: Limits | None = None
+    directory: Path,
+    *,
+    keys: KeySource | None = None,
+    limits: Limits | None = None,
+    traces: Callable[[dict[str, Any]], None] | None = None,
 ) -> Path:
     """Write `directory/report.html` (`.enc` with `keys`) from the artifacts in it. Their
     content is already redacted and masked (every line was, when written), so the page is
-    too; redacting it all again would double the time for nothing."""
-    page = render(collect(directory, keys=keys, limits=limits))
+    too; redacting it all again would double the time for nothing. `traces` gets each
+    parsed line of `traces.jsonl` too (the Perfetto file is made in this one pass)."""
+    page = render(collect(directory, keys=keys, limits=limits, traces=traces))
     target = open_artifact(directory / REPORT, keys)
     with target as stream:
         stream.write(page)
@@ -68,9 +73,14 @@ def write_report(
 
 # -- reading the artifacts --------------------------------------------------------------------
 def collect(
-    directory: Path, *, keys: KeySource | None = None, limits: Limits | None = None
+    directory: Path,
+    *,
+    keys: KeySource | None = None,
+    limits: Limits | None = None,
+    traces: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """The page's data: run figures and one compact record per test."""
+    """The page's data: run figures and one compact record per test (`traces`: as in
+    `write_report`)."""
     limits = limits or Limits()
     summary = load_summary(directory)
     budget = _Budget(limits)
@@ -81,7 +91,10 @@ def collect(
     if outside:  # calls made while no test ran: a row of their own, as in the terminal
         tests[OUTSIDE] = _test(OUTSIDE, {"outcome": "outside", "calls": outside}, limits)
     for line in artifact_lines(directory / TRACES, keys):
-        spans = list(request_spans(json.loads(line)))
+        request = json.loads(line)
+        if traces is not None:
+            traces(request)
+        spans = list(request_spans(request))
         if not spans:
             continue
         nodeid = str(spans[0][0].get("test.case.name", "?"))

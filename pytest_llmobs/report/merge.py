@@ -10,7 +10,6 @@ shard's pytest run has already printed when it ran on GitHub).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -31,10 +30,8 @@ from ..encryption.stream import DecryptError
 from ..pricing import PricesFileError, Pricing
 from ..summary import totals
 from . import github
-from .artifacts import PERFETTO, PROMPTS, TRACES, load_summary, write_final
-from .html import write_report
+from .artifacts import PROMPTS, TRACES, load_summary, write_final, write_views
 from .storage import artifact_lines, open_artifact
-from .traces import PerfettoWriter
 
 
 def register_cli(subparsers: Any) -> None:
@@ -96,16 +93,10 @@ def merge(dirs: Sequence[Path], output: Path, keys: KeySource | None = None) -> 
         if summary.get("session_result"):
             session_results.append(summary["session_result"])
     written = []
-    for name in (TRACES, PROMPTS, PERFETTO):
+    for name in (TRACES, PROMPTS):
         target = open_artifact(output / name, keys)
         with target as stream:
-            if name == PERFETTO:
-                perfetto = PerfettoWriter(stream)
-                for line in _lines(dirs, TRACES, keys):
-                    perfetto.add(json.loads(line))
-                perfetto.close()
-            else:
-                stream.writelines(line + "\n" for line in _lines(dirs, name, keys))
+            stream.writelines(line + "\n" for line in _lines(dirs, name, keys))
         written.append(target.path)
     written += write_final(
         output,
@@ -116,7 +107,7 @@ def merge(dirs: Sequence[Path], output: Path, keys: KeySource | None = None) -> 
         settings=summaries[0].get("settings"),
         extra=merged_extras(summaries),
     )
-    written.append(write_report(output, keys=keys))
+    written += write_views(output, keys)
     return sorted(written)
 
 
