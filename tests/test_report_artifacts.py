@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from report_support import EMAIL, INNER_ARGS, SECRET, jsonl, run_suite
 
+from pytest_llmobs.report.artifacts import _no_cycle_collection
 from pytest_llmobs.report.prompts import sampled
 from pytest_llmobs.testing import ProviderServer
 
@@ -336,3 +338,22 @@ def test_a_secret_planted_in_every_field_reaches_no_artifact(
     assert "test_everywhere" in step_summary.read_text()
     for path in [*sorted(out.iterdir()), step_summary]:
         assert SECRET not in path.read_text(), path.name
+
+
+def test_the_end_of_run_pass_gives_the_collector_back_as_it_found_it() -> None:
+    """The report and Perfetto pass runs without cycle collection, then restores it: on,
+    also after an error; off when the user had turned it off."""
+    assert gc.isenabled()
+    with _no_cycle_collection():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), _no_cycle_collection():
+        raise RuntimeError("the report failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _no_cycle_collection():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

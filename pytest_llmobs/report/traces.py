@@ -38,6 +38,8 @@ _OUTCOME = {"passed": "pass", "failed": "fail", "skipped": "skipped"}
 # -- OTLP JSON ------------------------------------------------------------------------------
 def any_value(value: Any) -> dict[str, Any]:
     """An OTLP `AnyValue` in JSON encoding."""
+    if isinstance(value, str):  # most values: skip the (slow) ABC checks below
+        return {"stringValue": value}
     if isinstance(value, bool):
         return {"boolValue": value}
     if isinstance(value, int):
