@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from .calls import LLMCall, Usage
-from .pricing import Pricing
+from .pricing import Cost, Pricing
 from .tracing import span_name
 from .truncation import allowed_reason, check_truncation
 
@@ -615,7 +615,7 @@ class BudgetConfig:
         """The session budget against every test's call records (nodeid → records)."""
         if self.mode == "off" or self.session is None:
             return None
-        calls = [call_from_record(r, nodeid) for nodeid, records in tests.items() for r in records]
+        calls = self._calls(tests)
         violations = check_budget(calls, self.session, self.pricing)
         if not violations:
             return None
@@ -626,7 +626,7 @@ class BudgetConfig:
 
     def cost_line(self, tests: Mapping[str, Sequence[Mapping[str, Any]]]) -> str | None:
         """'llmobs cost: $… ' for the terminal summary, naming calls without a known price."""
-        calls = [call_from_record(r, nodeid) for nodeid, records in tests.items() for r in records]
+        calls = self._calls(tests)
         if not calls:
             return None
         total = self.pricing.total(calls)
@@ -635,6 +635,18 @@ class BudgetConfig:
         if total.unpriced:
             line += f"; unknown for {len(total.unpriced)}: " + unpriced_text(total.unpriced)
         return line
+
+    def _calls(self, tests: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[LLMCall]:
+        """The call records as calls, each with the cost it was given where it ran."""
+        calls = []
+        for nodeid, records in tests.items():
+            for record in records:
+                call = call_from_record(record, nodeid)
+                if "cost_usd" in record:
+                    cost = Cost(record["cost_usd"], "recorded", record.get("cost_problem"))
+                    self.pricing.remember(call, cost)
+                calls.append(call)
+        return calls
 
 
 def unpriced_text(unpriced: Iterable[tuple[LLMCall, str]]) -> str:

@@ -137,25 +137,23 @@ class Pricing:
     def __init__(self, rules: Iterable[PriceRule] = ()) -> None:
         self.rules = tuple(rules)
         self._cost = lru_cache(maxsize=8192)(self._compute)
+        self._recorded: dict[tuple[Any, ...], Cost] = {}
 
     @classmethod
     def from_file(cls, path: Path | None) -> Pricing:
         return cls(load_rules(path) if path is not None else ())
 
     def cost(self, call: LLMCall) -> Cost:
-        errored = call.status_code is not None and call.status_code >= 400
-        usage = call.usage
-        return self._cost(
-            call.provider,
-            call.response_model,
-            call.request_model,
-            usage.input_tokens,
-            usage.output_tokens,
-            usage.cached_input_tokens,
-            usage.cache_creation_input_tokens,
-            usage.reasoning_tokens,
-            errored,
-        )
+        key = _key(call)
+        recorded = self._recorded.get(key)
+        return recorded if recorded is not None else self._cost(*key)
+
+    def remember(self, call: LLMCall, cost: Cost) -> None:
+        """A cost worked out where the call ran, with these prices (an xdist worker's call
+        record): the controller checks the session without loading genai-prices' table
+        (and, in a process without the SDK, pydantic) to work it out again."""
+        if len(self._recorded) < 16384:
+            self._recorded[_key(call)] = cost
 
     def cost_usd(self, call: LLMCall) -> float | None:
         """USD, or None when no price is known for the call's model (or it reported no usage)."""
@@ -209,6 +207,22 @@ class Pricing:
                 return Cost(usd, "genai-prices")
         shown = " / ".join(dict.fromkeys(models)) or "(no model name)"
         return Cost(None, problem=problem or f"no known price for {shown} ({provider})")
+
+
+def _key(call: LLMCall) -> tuple[Any, ...]:
+    """What a call's price depends on: `Pricing._compute`'s arguments."""
+    usage = call.usage
+    return (
+        call.provider,
+        call.response_model,
+        call.request_model,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_input_tokens,
+        usage.cache_creation_input_tokens,
+        usage.reasoning_tokens,
+        call.status_code is not None and call.status_code >= 400,
+    )
 
 
 def cost_usd(call: LLMCall) -> float | None:

@@ -83,11 +83,11 @@ def payload(
     for i, call in enumerate(calls):
         record = call_record(call)
         record["attributes"] = redactor.json(record["attributes"])
-        cost = (options.pricing or _PRICING).cost_usd(call)
+        cost = (options.pricing or _PRICING).cost(call)
         record.update(
             index=i,
             started_at=call.started_at,
-            cost_usd=cost,
+            cost_usd=cost.usd,
             url=redactor.url(call.url),
             request_id=call.request_id,
             response_id=call.response_id,
@@ -99,6 +99,8 @@ def payload(
             },
             violating=i in violating,
         )
+        if cost.usd is None:  # why, for the cost line and session budget wherever they run
+            record["cost_problem"] = cost.problem
         if options.content != "none":
             record["content"] = _content(call, redactor)
         records.append(record)

@@ -130,3 +130,57 @@ def test_outside_calls_count_in_the_session_budget_single_process(
     )
     path = Path(pytester.path / "llmobs-artifacts" / "summary.json")
     assert json.loads(path.read_text())["totals"]["calls"] == 5
+
+
+PRICED = """
+import os, httpx, pytest
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "house-model-x", "gpt-4o-mini", "gpt-4o"])
+def test_model(model):
+    httpx.post(os.environ["LLM_URL"] + "/v1/chat/completions",
+               json={"model": model, "messages": [{"role": "user", "content": "hi"}]})
+"""
+
+# Whether the process that prints the cost line and checks the session loaded the price
+# table: one file per run (RUN), written by the controller or the single process.
+PRICE_TABLE_LOADED = """
+import json, os, sys
+
+
+def pytest_unconfigure(config):
+    if not hasattr(config, "workerinput"):
+        with open(f"loaded-{os.environ['RUN']}.json", "w") as f:
+            json.dump("genai_prices.data" in sys.modules, f)
+"""
+
+
+def test_the_xdist_controller_prices_nothing_itself(
+    pytester: pytest.Pytester, provider: ProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each call's record carries the cost its worker worked out (and why one is unknown):
+    the controller's cost line and session budget read it, as a single process computes
+    them, without loading genai-prices' table (or, with no SDK imported, pydantic)."""
+    provider.configure(reply="one two three four")
+    pytester.makepyfile(test_inner=PRICED)
+    pytester.makeconftest(PRICE_TABLE_LOADED)
+    args = (*INNER_ARGS, "--llm-record-mode=off", "--llm-session-budget=max_cost_usd=0.000001")
+    outputs = {}
+    for run, extra in (("xdist", ("-n", "2")), ("single", ())):
+        monkeypatch.setenv("RUN", run)
+        result = pytester.runpytest_subprocess(*args, *extra)
+        result.assert_outcomes(passed=4)
+        assert result.ret == pytest.ExitCode.TESTS_FAILED  # over the session budget
+        result.stdout.fnmatch_lines(
+            [
+                "llmobs cost: $* for 3 of 4 calls; unknown for 1: "
+                "no known price for house-model-x (openai)*",
+                "*max_cost_usd: limit $0.000001, actual $*",
+            ]
+        )
+        outputs[run] = [line for line in result.stdout.lines if line.startswith("llmobs cost:")]
+    assert outputs["xdist"] == outputs["single"]
+    loaded = {
+        run: json.loads(Path(pytester.path, f"loaded-{run}.json").read_text()) for run in outputs
+    }
+    assert loaded == {"xdist": False, "single": True}
