@@ -291,7 +291,7 @@ def suite(
         variants = [False, True] if name == "sdk" and args.xdist else [False]
         for xdist in variants:
             runs: dict[str, list[Run]] = {tool: [] for tool in replayers}
-            for n in range(min(rounds, 2) if xdist else rounds):  # rotate who goes first
+            for n in range(min(rounds, 4) if xdist else rounds):  # rotate who goes first
                 order = replayers[n % len(replayers) :] + replayers[: n % len(replayers)]
                 for tool in order:
                     runs[tool].append(_run(tool, "none", dirs[tool], envs[tool], xdist))

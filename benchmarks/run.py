@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 # script → (arguments, arguments with --quick); sizes chosen to fit 10 minutes on 2 cores
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "replay": (
-        ["--tests", "200", "--calls", "5", "--rounds", "5", "--load", "10000"],
+        ["--tests", "200", "--calls", "5", "--rounds", "7", "--load", "10000"],
         ["--tests", "40", "--calls", "5", "--rounds", "1", "--load", "2000", "--load-rounds", "1"],
     ),
     "capture": (["--calls", "100", "--streams", "10", "--rounds", "7"], ["--rounds", "2"]),
