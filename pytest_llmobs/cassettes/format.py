@@ -530,7 +530,13 @@ _STYLES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("indent2", {"indent": 2}),
     ("indent4", {"indent": 4}),
 )
-_STYLE_ARGS = dict(_STYLES)
+# One encoder per (style, ascii): `json.dumps` with arguments builds a new one per call,
+# which costs as much as encoding a stream chunk.
+_ENCODERS = {
+    (name, ascii_): json.JSONEncoder(ensure_ascii=ascii_, **kwargs)
+    for name, kwargs in _STYLES
+    for ascii_ in (False, True)
+}
 
 
 def _json_form(text: str) -> tuple[Any, dict[str, Any]] | None:
@@ -544,8 +550,8 @@ def _json_form(text: str) -> tuple[Any, dict[str, Any]] | None:
         return None
     body, newline = (text[:-1], True) if text.endswith("\n") else (text, False)
     ascii_ = body.isascii() and "\\u" in body
-    for name, kwargs in _STYLES:
-        if json.dumps(value, ensure_ascii=ascii_, **kwargs) == body:
+    for name, _ in _STYLES:
+        if _ENCODERS[name, ascii_].encode(value) == body:
             style: dict[str, Any] = {}
             if name != "compact":
                 style["style"] = name
@@ -555,15 +561,6 @@ def _json_form(text: str) -> tuple[Any, dict[str, Any]] | None:
                 style["newline"] = True
             return value, style
     return None
-
-
-# One encoder per (style, ascii): `json.dumps` with arguments builds a new one per call,
-# which costs as much as encoding a stream chunk.
-_ENCODERS = {
-    (name, ascii_): json.JSONEncoder(ensure_ascii=ascii_, **kwargs)
-    for name, kwargs in _STYLES
-    for ascii_ in (False, True)
-}
 
 
 def _json_bytes(value: Any, fields: Mapping[str, Any]) -> bytes:
