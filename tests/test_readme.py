@@ -468,7 +468,7 @@ def test_pytest_help_shows_every_flag_and_ini_key(tmp_path: Path) -> None:
     """`pytest --help` runs (argparse %-formats help texts: a bare "%" broke it) and shows
     each flag with its help and each ini twin."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--help", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "--help", *INNER_ARGS],
         capture_output=True,
         text=True,
         cwd=tmp_path,
