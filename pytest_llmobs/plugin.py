@@ -159,7 +159,9 @@ class _ReportHooks:
             terminalreporter.write_sep("=", "llm session budget", red=budget_config.mode == "fail")
             terminalreporter.write_line(session)
 
+    @pytest.hookimpl(tryfirst=True)  # after watch's (tryfirst, registered later), before xdist's
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """The session budget, then the artifacts can start: they record the verdicts."""
         config = session.config
         if hasattr(config, "workerinput"):  # xdist worker: the controller checks the run
             return
@@ -169,6 +171,7 @@ class _ReportHooks:
             config.stash[SESSION_RESULT] = result
             if config.stash[BUDGETS].mode == "fail" and session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        config.stash[ARTIFACTS].begin()
 
 
 @pytest.fixture

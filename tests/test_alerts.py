@@ -433,6 +433,8 @@ def test_under_xdist_the_controller_alerts_once(
     result.assert_outcomes(passed=3)
     [post] = webhook.received  # once, from the controller, over every worker's tests
     assert post.body["text"].startswith("pytest-llmobs: 4 LLM alert(s) firing (1 critical)")
+    summary = json.loads((pytester.path / "llmobs-artifacts" / "summary.json").read_text())
+    assert len(summary["alerts"]) == 4  # written while xdist waited for its workers
 
 
 # -- Pushgateway -----------------------------------------------------------------------------

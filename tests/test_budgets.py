@@ -3,6 +3,7 @@ calls, then end to end with the real SDKs against the local provider server."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -534,6 +535,9 @@ def test_d_bad_marker():
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["  max_calls: limit 2, actual 4"])
     result.stdout.fnmatch_lines(["*test_c_over: 1 violation(s)", "  max_calls  0      1*"])
+    # the controller writes its files while xdist waits for the workers: the verdict is in
+    summary = json.loads((pytester.path / "llmobs-artifacts" / "summary.json").read_text())
+    assert "max_calls: limit 2, actual 4" in summary["session_result"]
     # workers cannot raise a usage error cleanly: the test errors with the same message
     result.stdout.fnmatch_lines(["usage error: *llm_budget: unknown key 'max_cals'*"])
 

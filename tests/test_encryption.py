@@ -24,6 +24,9 @@ from pytest_llmobs.encryption import (
     read_text,
 )
 from pytest_llmobs.encryption.stream import CHUNK, TAG, read_header
+from pytest_llmobs.redaction import Redactor
+from pytest_llmobs.report.artifacts import ArtifactWriter
+from pytest_llmobs.report.storage import artifact_lines
 from pytest_llmobs.testing import ProviderServer
 
 MARKER = "PROMPT-MARKER-d41d8cd9"
@@ -168,6 +171,22 @@ def test_plaintext_never_reaches_the_disk_while_writing(tmp_path: Path, key: str
     target.write(MARKER)
     assert target.commit().name == "prompts.jsonl.enc"
     assert [p.name for p in tmp_path.iterdir()] == ["prompts.jsonl.enc"]
+
+
+def test_finished_encrypted_files_take_more_lines_after_reopening(tmp_path: Path) -> None:
+    """The xdist controller writes its files while xdist waits for the workers; a call made
+    by a later sessionfinish hook reopens them (report/hooks.py), here sealed ones."""
+    source = key_source(generate_key())
+    writer = ArtifactWriter(tmp_path, run_id="r", sample_rate=1.0, redactor=Redactor(), keys=source)
+    traces = [json.dumps({"resourceSpans": [], "n": n}) for n in range(3)]
+    writer.add_lines({"calls": True, "traces": traces[0], "prompts": []})
+    writer.add_lines({"calls": True, "traces": traces[1], "prompts": []})
+    assert "traces.jsonl.enc" in {p.name for p in writer.finish({})}
+    writer.reopen()
+    writer.add_lines({"calls": True, "traces": traces[2], "prompts": []})
+    writer.finish({})
+    assert list(artifact_lines(tmp_path / "traces.jsonl", source)) == traces
+    assert files_with(tmp_path, '"n"') == [] and not list(tmp_path.glob(".*.tmp"))
 
 
 @pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7])

@@ -58,27 +58,34 @@ def test_annotation_escaping_and_workspace_prefix(tmp_path: Path) -> None:
 
 
 # One LLM call outside any test, at the end of the session, by exactly one process: the
-# only one, or worker gw0 (whose share reaches the controller through workeroutput).
+# single one, or the one OUTSIDE_CALLER names under xdist: worker gw0 (its share reaches the
+# controller through workeroutput) or the controller itself (whose hook runs after it began
+# writing the artifacts: they are written again with the call).
 OUTSIDE_CALL = """
 import os, anthropic
 
 
 def pytest_sessionfinish(session):
     worker = getattr(session.config, "workerinput", None)
-    if worker is None and session.config.getoption("numprocesses", None):
-        return  # the xdist controller
-    if worker is None or worker["workerid"] == "gw0":
+    xdist = worker is None and session.config.getoption("numprocesses", None)
+    me = worker["workerid"] if worker else "controller" if xdist else "single"
+    if me in ("single", os.environ["OUTSIDE_CALLER"]):
         anthropic.Anthropic(base_url=os.environ["LLM_URL"], max_retries=0).messages.create(
             model="claude-test", max_tokens=50, messages=[{"role": "user", "content": "bye"}]
         )
 """
 
 
+@pytest.mark.parametrize("caller", ["gw0", "controller"])
 def test_xdist_gives_the_same_artifacts_as_one_process(
-    pytester: pytest.Pytester, provider: ProviderServer
+    pytester: pytest.Pytester,
+    provider: ProviderServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caller: str,
 ) -> None:
     provider.configure(reply="one two three four")
     pytester.makeconftest(OUTSIDE_CALL)
+    monkeypatch.setenv("OUTSIDE_CALLER", caller)
     runs = {}
     for name, extra in (("single", ()), ("xdist", ("-n", "2"))):
         result = run_suite(

@@ -22,7 +22,7 @@ from ..redaction import Redactor
 from ..summary import totals
 from . import junit, prompts
 from ._files import AtomicFile, write_text
-from .storage import open_artifact
+from .storage import artifact_lines, open_artifact
 from .traces import PerfettoWriter, export_request
 
 if TYPE_CHECKING:
@@ -117,6 +117,13 @@ class ArtifactWriter:
         )
         written += write_views(self.directory, self.keys)
         return sorted(written)
+
+    def reopen(self) -> None:
+        """After `finish`: the streamed files take more lines, after those they hold."""
+        for name in (TRACES, PROMPTS):
+            stream = self._open(name)
+            for line in artifact_lines(self.directory / name, self.keys):
+                stream.write(line + "\n")
 
     def discard(self) -> None:
         for f in self._files.values():

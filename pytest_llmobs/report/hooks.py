@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Generator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ class ArtifactHooks:
             keys=artifact_keys(settings) if self.writes else None,
         )
         self.written: list[Path] = []
+        self._writing: Future[list[Path]] | None = None  # see `begin`
         self.session_result: Callable[[], str | None] = lambda: None
         # baselines, token spikes and alerts (report/watch.py) for summary.json and JUnit
         self.extra: Callable[[], dict[str, Any]] = dict
@@ -176,17 +178,44 @@ class ArtifactHooks:
         self.summary.internal_errors += [str(e) for e in data.get("internal_errors") or []]
 
     # -- the end, controller or single process ----------------------------------------------
+    def begin(self) -> None:
+        """The run's verdicts are in (session budget, token spikes, alerts). On the xdist
+        controller, start writing the files now, in a background thread: xdist's own
+        sessionfinish, which comes next, waits about half a second for its workers to exit,
+        doing nothing. `pytest_sessionfinish` (trylast) waits for the writing."""
+        if self.writes and self.config.pluginmanager.has_plugin("dsession"):
+            pool = ThreadPoolExecutor(1, thread_name_prefix="llmobs-artifacts")
+            self._writing = pool.submit(self._write)
+            pool.shutdown(wait=False)  # the thread ends with its one job
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.writes:
             return
-        self.capture.interceptor.flush()
-        if (data := self.outside_payload()) is not None:  # calls in sessionfinish hooks
-            self._add_outside(data)
+        if self._writing is None:
+            self.written = self._write()
+        else:
+            self.written = self._writing.result()  # its error, if any, is raised here
+            self._writing = None
+            self.capture.interceptor.flush()
+            if (late := self.outside_payload()) is not None:  # from sessionfinish hooks
+                self.writer.reopen()
+                self._add_outside(late)
+                self.written = self._write()
         self.summary.internal_errors += self._internal_errors()
-        tests = self.summary.tests()
-        self.written = self.writer.finish(
-            tests,
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if step_summary and self.written:
+            tests = self.summary.tests()
+            text = github.markdown(tests, self.session_result(), outside=self.summary.outside)
+            github.append_summary(Path(step_summary), self.redactor.text(text))
+
+    def _write(self) -> list[Path]:
+        """Every file, from what the run gathered (calls outside tests until now included)."""
+        self.capture.interceptor.flush()
+        if (data := self.outside_payload()) is not None:
+            self._add_outside(data)
+        return self.writer.finish(
+            self.summary.tests(),
             outside=self.summary.outside,
             session_result=self.session_result(),
             extra=self.extra(),
@@ -198,10 +227,6 @@ class ArtifactHooks:
                 "annotation_prefix": github.workspace_prefix(self.config.rootpath),
             },
         )
-        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if step_summary and self.written:
-            text = github.markdown(tests, self.session_result(), outside=self.summary.outside)
-            github.append_summary(Path(step_summary), self.redactor.text(text))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.writes and self.summary.internal_errors:
