@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmobs.chaos import FAULTS, ChaosConfigError, fault_table, parse_scenario
+from pytest_llmobs.chaos import FAULTS, ChaosConfigError, fault_table
 from pytest_llmobs.chaos.catalog import render
 from pytest_llmobs.chaos.damage import Damage, plan
 from pytest_llmobs.chaos.dialects import DIALECTS, RequestInfo, parse_event
 from pytest_llmobs.chaos.injector import Injector
 from pytest_llmobs.chaos.rules import header_rule, make_rule, parse_fault_header
-from pytest_llmobs.chaos.scenario import load_scenario
+from pytest_llmobs.chaos.scenario import load_scenario, parse_scenario
 
 OPENAI = RequestInfo("openai", "chat", "gpt-4o", stream=True, include_usage=True)
 ANTHROPIC = RequestInfo("anthropic", "messages", "claude-test", stream=True)

@@ -143,27 +143,29 @@ def test_model(model):
 """
 
 # Whether the process that prints the cost line and checks the session loaded the price
-# table: one file per run (RUN), written by the controller or the single process.
-PRICE_TABLE_LOADED = """
+# table and PyYAML: one file per run (RUN), written by the controller or the single process.
+LOADED = """
 import json, os, sys
 
 
 def pytest_unconfigure(config):
     if not hasattr(config, "workerinput"):
         with open(f"loaded-{os.environ['RUN']}.json", "w") as f:
-            json.dump("genai_prices.data" in sys.modules, f)
+            json.dump({m: m in sys.modules for m in ("genai_prices.data", "yaml")}, f)
 """
 
 
-def test_the_xdist_controller_prices_nothing_itself(
+def test_the_xdist_controller_loads_neither_prices_nor_yaml(
     pytester: pytest.Pytester, provider: ProviderServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each call's record carries the cost its worker worked out (and why one is unknown):
     the controller's cost line and session budget read it, as a single process computes
-    them, without loading genai-prices' table (or, with no SDK imported, pydantic)."""
+    them, without loading genai-prices' table (or, with no SDK imported, pydantic). Nor
+    does it import PyYAML: it reads no cassette or scenario (~15 ms before it can start
+    the workers)."""
     provider.configure(reply="one two three four")
     pytester.makepyfile(test_inner=PRICED)
-    pytester.makeconftest(PRICE_TABLE_LOADED)
+    pytester.makeconftest(LOADED)
     args = (*INNER_ARGS, "--llm-record-mode=off", "--llm-session-budget=max_cost_usd=0.000001")
     outputs = {}
     for run, extra in (("xdist", ("-n", "2")), ("single", ())):
@@ -183,4 +185,5 @@ def test_the_xdist_controller_prices_nothing_itself(
     loaded = {
         run: json.loads(Path(pytester.path, f"loaded-{run}.json").read_text()) for run in outputs
     }
-    assert loaded == {"xdist": False, "single": True}
+    assert loaded["xdist"] == {"genai_prices.data": False, "yaml": False}
+    assert loaded["single"]["genai_prices.data"]

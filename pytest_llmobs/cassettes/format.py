@@ -54,8 +54,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 FORMAT_KEY = "llmobs_cassette"
 FORMAT_VERSION = 1
 
@@ -249,6 +247,8 @@ def _scan(text: bytes, path: Path) -> list[StoredPair] | None:
 
 
 def _parse(text: str, path: Path) -> Document:
+    import yaml  # here, not at import: an xdist controller never reads a cassette
+
     first = re.search(r"\S", text)
     if first is not None and first.group() == "{":
         try:

@@ -17,7 +17,6 @@ from ..summary import REPORT_ATTR
 from .catalog import ChaosConfigError
 from .control import ChaosControl
 from .rules import Rule, describe_rules, rules_from_spec
-from .scenario import resolve_chaos_option
 from .session import ChaosSession, TestChaos
 from .verdict import Policy, Verdict, judge
 
@@ -60,6 +59,8 @@ def install(
     label = None
     scenario_seed = None
     if chaos:
+        from .scenario import resolve_chaos_option  # PyYAML, only when asked for
+
         try:
             scenario = resolve_chaos_option(chaos, Path(str(config.invocation_params.dir)))
         except ChaosConfigError as exc:

@@ -10,11 +10,12 @@ import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-from junit_xml import TestCase, TestSuite
+from typing import TYPE_CHECKING, Any
 
 from ..summary import figures, findings, totals
+
+if TYPE_CHECKING:
+    from junit_xml import TestCase
 
 PREFIX = "llmobs."
 _ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -40,6 +41,8 @@ def build(
 ) -> str:
     """The JUnit XML document (UTF-8 text); calls made outside any test (`outside`) count
     in the suite's totals only."""
+    from junit_xml import TestCase, TestSuite  # here: workers never write the file (~10 ms)
+
     cases: list[tuple[TestCase, list[tuple[str, Any]]]] = []
     for nodeid, test in tests.items():
         classname, name = split_nodeid(nodeid)
@@ -113,6 +116,8 @@ def build(
 def _alert_case(alert: Mapping[str, Any]) -> tuple[TestCase, list[tuple[str, Any]]]:
     """A firing alert rule (report/watch.py): a failure when critical, else a passed case
     whose properties and output say what fired."""
+    from junit_xml import TestCase
+
     where = "" if alert.get("scope") == "session" else f" [{alert.get('key')}]"
     text = (
         f"{str(alert.get('severity')).upper()} {alert.get('name')}: {alert.get('metric')} = "

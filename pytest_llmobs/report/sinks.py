@@ -7,8 +7,6 @@ as scheme://host/… only (webhook paths and userinfo are secrets).
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -123,6 +121,9 @@ def slack_payload(
 
 def post_webhook(url: str, payload: Mapping[str, Any], timeout: float = TIMEOUT_S) -> Delivery:
     """POST the JSON payload; any failure (down, timeout, non-2xx) is a failed `Delivery`."""
+    import urllib.error  # only here: urllib.request takes ~10 ms to import
+    import urllib.request
+
     target = safe_url(url)
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     request = urllib.request.Request(
