@@ -28,7 +28,7 @@ from ..capture import OUTSIDE
 from ..summary import figures, findings
 from .artifacts import PROMPTS, TRACES, load_summary
 from .storage import artifact_lines, open_artifact
-from .traces import CONTENT_ATTRIBUTES, attributes_dict, request_spans
+from .traces import CONTENT_ATTRIBUTES, SpanView, request_spans
 
 if TYPE_CHECKING:
     from ..encryption.keys import KeySource
@@ -58,12 +58,13 @@ def write_report(
     *,
     keys: KeySource | None = None,
     limits: Limits | None = None,
-    traces: Callable[[dict[str, Any]], None] | None = None,
+    traces: Callable[[list[SpanView]], None] | None = None,
 ) -> Path:
     """Write `directory/report.html` (`.enc` with `keys`) from the artifacts in it. Their
     content is already redacted and masked (every line was, when written), so the page is
     too; redacting it all again would double the time for nothing. `traces` gets each
-    parsed line of `traces.jsonl` too (the Perfetto file is made in this one pass)."""
+    test's spans too, as read from `traces.jsonl` (the Perfetto file is made in this one
+    pass)."""
     page = render(collect(directory, keys=keys, limits=limits, traces=traces))
     target = open_artifact(directory / REPORT, keys)
     with target as stream:
@@ -77,7 +78,7 @@ def collect(
     *,
     keys: KeySource | None = None,
     limits: Limits | None = None,
-    traces: Callable[[dict[str, Any]], None] | None = None,
+    traces: Callable[[list[SpanView]], None] | None = None,
 ) -> dict[str, Any]:
     """The page's data: run figures and one compact record per test (`traces`: as in
     `write_report`)."""
@@ -91,15 +92,14 @@ def collect(
     if outside:  # calls made while no test ran: a row of their own, as in the terminal
         tests[OUTSIDE] = _test(OUTSIDE, {"outcome": "outside", "calls": outside}, limits)
     for line in artifact_lines(directory / TRACES, keys):
-        request = json.loads(line)
-        if traces is not None:
-            traces(request)
-        spans = list(request_spans(request))
+        spans = request_spans(json.loads(line))
         if not spans:
             continue
+        if traces is not None:
+            traces(spans)
         nodeid = str(spans[0][0].get("test.case.name", "?"))
         row = _row(tests, nodeid, limits)
-        row.update(_waterfall([span for _, span in spans], limits, budget))
+        row.update(_waterfall(spans, limits, budget))
     for line in artifact_lines(directory / PROMPTS, keys):
         record = json.loads(line)
         nodeid = str(record.get("test_id", "?"))
@@ -218,38 +218,40 @@ def _call_row(call: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _waterfall(spans: list[dict[str, Any]], limits: Limits, budget: _Budget) -> dict[str, Any]:
+def _waterfall(views: list[SpanView], limits: Limits, budget: _Budget) -> dict[str, Any]:
     """Spans in tree order (children under their parent, by start time) with their offset
     from the test's first span."""
-    ids = {s.get("spanId") for s in spans}
-    children: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
-    for span in spans:
+    ids = {span.get("spanId") for _, span, _ in views}
+    children: dict[str | None, list[SpanView]] = defaultdict(list)
+    for view in views:
+        span = view[1]
         parent = span.get("parentSpanId")
-        children[parent if parent in ids and parent != span.get("spanId") else None].append(span)
+        children[parent if parent in ids and parent != span.get("spanId") else None].append(view)
     for group in children.values():
-        group.sort(key=lambda s: int(s.get("startTimeUnixNano") or 0))
-    t0 = min(int(s.get("startTimeUnixNano") or 0) for s in spans)
-    t1 = max(int(s.get("endTimeUnixNano") or 0) for s in spans)
-    keep = budget.take_spans(min(len(spans), limits.spans_per_test))
+        group.sort(key=lambda v: int(v[1].get("startTimeUnixNano") or 0))
+    t0 = min(int(span.get("startTimeUnixNano") or 0) for _, span, _ in views)
+    t1 = max(int(span.get("endTimeUnixNano") or 0) for _, span, _ in views)
+    keep = budget.take_spans(min(len(views), limits.spans_per_test))
     out: list[dict[str, Any]] = []
     seen: set[int] = set()
-    stack = [(s, 0) for s in reversed(children[None])]
+    stack = [(v, 0) for v in reversed(children[None])]
     while stack and len(out) < keep:
-        span, depth = stack.pop()
+        (_, span, attrs), depth = stack.pop()
         if id(span) in seen:
             continue
         seen.add(id(span))
-        out.append(_span(span, depth, t0, limits))
+        out.append(_span(span, attrs, depth, t0, limits))
         stack += [(c, depth + 1) for c in reversed(children.get(span.get("spanId"), []))]
     return {
         "spans": out,
-        "spans_omitted": len(spans) - len(out),
+        "spans_omitted": len(views) - len(out),
         "span_window_ms": max(t1 - t0, 0) / 1e6,
     }
 
 
-def _span(span: Mapping[str, Any], depth: int, t0: int, limits: Limits) -> dict[str, Any]:
-    attrs = attributes_dict(span.get("attributes") or [])
+def _span(
+    span: Mapping[str, Any], attrs: Mapping[str, Any], depth: int, t0: int, limits: Limits
+) -> dict[str, Any]:
     start = int(span.get("startTimeUnixNano") or 0)
     end = int(span.get("endTimeUnixNano") or start)
     ttft = attrs.get(_TTFT)

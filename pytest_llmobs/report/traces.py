@@ -226,16 +226,26 @@ def _scope(scope: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in scope.items() if v}
 
 
-def request_spans(request: Mapping[str, Any]) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
-    """(resource attributes, span) for every span of an export request."""
+SpanView = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
+"""(resource attributes, span, the span's attributes): a span of an export request, its
+attributes read once for both views of it (report.html, Perfetto)."""
+
+
+def request_spans(request: Mapping[str, Any]) -> list[SpanView]:
+    """Every span of an export request."""
+    views = []
     for rs in request.get("resourceSpans", []):
         resource = attributes_dict(rs.get("resource", {}).get("attributes", []))
         for ss in rs.get("scopeSpans", []):
             for span in ss.get("spans", []):
-                yield resource, span
+                views.append((resource, span, attributes_dict(span.get("attributes", []))))
+    return views
 
 
 # -- Chrome / Perfetto trace events -----------------------------------------------------
+_EVENT_JSON = json.JSONEncoder(default=str).encode  # one encoder, not one per event
+
+
 class PerfettoWriter:
     """Streams trace events: one process per test (named by the test id), one thread per
     trace, one complete ("X") event per span with its attributes as args."""
@@ -246,8 +256,8 @@ class PerfettoWriter:
         self.first = True
         stream.write('{"displayTimeUnit": "ms", "traceEvents": [\n')
 
-    def add(self, request: Mapping[str, Any]) -> None:
-        spans = list(request_spans(request))
+    def add(self, spans: Sequence[SpanView]) -> None:
+        """One test's spans (`request_spans`)."""
         if not spans:
             return
         self.pid += 1
@@ -262,7 +272,7 @@ class PerfettoWriter:
             }
         )
         lanes: dict[str, int] = {}
-        for _, span in sorted(spans, key=lambda x: int(x[1]["startTimeUnixNano"])):
+        for _, span, attributes in sorted(spans, key=lambda x: int(x[1]["startTimeUnixNano"])):
             trace_id = span.get("traceId", "")
             if trace_id not in lanes:
                 lanes[trace_id] = len(lanes) + 1
@@ -277,8 +287,7 @@ class PerfettoWriter:
                 )
             start = int(span["startTimeUnixNano"])
             end = int(span["endTimeUnixNano"])
-            args = attributes_dict(span.get("attributes", []))
-            args["span_id"] = span.get("spanId")
+            args = {**attributes, "span_id": span.get("spanId")}  # the report reads them too
             if span.get("status", {}).get("code") == 2:
                 args["status"] = "error"
             self._event(
@@ -298,5 +307,5 @@ class PerfettoWriter:
         self.stream.write("\n]}\n")
 
     def _event(self, event: dict[str, Any]) -> None:
-        self.stream.write(("" if self.first else ",\n") + json.dumps(event, default=str))
+        self.stream.write(("" if self.first else ",\n") + _EVENT_JSON(event))
         self.first = False
