@@ -15,7 +15,8 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from report_support import EMAIL, INNER_ARGS, SECRET, jsonl, run_suite
 
-from pytest_llmobs.report.artifacts import _no_cycle_collection
+from pytest_llmobs.redaction import Redactor
+from pytest_llmobs.report.artifacts import ArtifactWriter, _no_cycle_collection
 from pytest_llmobs.report.prompts import sampled
 from pytest_llmobs.testing import ProviderServer
 
@@ -357,3 +358,18 @@ def test_the_end_of_run_pass_gives_the_collector_back_as_it_found_it() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_reopening_after_a_run_that_wrote_nothing_leaves_an_older_run_out(
+    tmp_path: Path,
+) -> None:
+    """The xdist controller's late call (report/hooks.py) reopens the files it wrote; when
+    its first pass wrote none, an earlier run's traces.jsonl there is not taken in."""
+    (tmp_path / "traces.jsonl").write_text('{"resourceSpans": [], "run": "earlier"}\n')
+    writer = ArtifactWriter(tmp_path, run_id="r", sample_rate=1.0, redactor=Redactor())
+    assert writer.finish({}) == []  # no LLM calls yet: nothing written
+    writer.reopen()
+    late = json.dumps({"resourceSpans": [], "run": "this"})
+    writer.add_lines({"calls": True, "traces": late, "prompts": []})
+    writer.finish({})
+    assert jsonl(tmp_path / "traces.jsonl") == [json.loads(late)]

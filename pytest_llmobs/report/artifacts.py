@@ -54,6 +54,7 @@ class ArtifactWriter:
         self.sample_rate = sample_rate
         self.redactor = redactor
         self.traffic = False
+        self._finished = False  # `finish` put the streamed files in place
         self._files: dict[str, AtomicFile] = {}
 
     def test_lines(
@@ -105,6 +106,7 @@ class ArtifactWriter:
             return []
         written = [self._open(name).commit() for name in (TRACES, PROMPTS)]
         self._files.clear()
+        self._finished = True
         written += write_final(
             self.directory,
             tests,
@@ -119,11 +121,13 @@ class ArtifactWriter:
         return sorted(written)
 
     def reopen(self) -> None:
-        """After `finish`: the streamed files take more lines, after those they hold."""
+        """After `finish`: the streamed files take more lines, after those it put in place
+        (none when it wrote nothing: an earlier run's files there are not this run's)."""
         for name in (TRACES, PROMPTS):
             stream = self._open(name)
-            for line in artifact_lines(self.directory / name, self.keys):
-                stream.write(line + "\n")
+            if self._finished:
+                for line in artifact_lines(self.directory / name, self.keys):
+                    stream.write(line + "\n")
 
     def discard(self) -> None:
         for f in self._files.values():
