@@ -158,7 +158,9 @@ def _no_cycle_collection() -> Iterator[None]:
     """Parsing every traces line allocates hundreds of thousands of short-lived, acyclic
     containers, enough to set off full collections of the whole heap (~0.1 s each for a
     200-test run) that can find nothing: reference counting frees all of it. The
-    collector's previous state is restored after."""
+    collector's previous state is restored after. The switch is process-wide: on the
+    xdist controller, where this runs in the writer thread (report/hooks.py `begin`), the
+    main thread's hooks run without cycle collection for that time too (~0.15 s)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
