@@ -66,6 +66,26 @@ def test_project_ci_runs_lint_types_tests_xdist_and_demo() -> None:
     assert {"push", "pull_request"} <= set(workflow_triggers(data))
 
 
+def test_project_ci_tests_floor_locked_and_latest_on_every_python() -> None:
+    """The test job is a Python x dependency-set matrix; each set runs its make target, and
+    each target the workflow names builds that set (the floor by lowest-direct resolution,
+    the locked set from uv.lock, the latest with none)."""
+    job = _load(CI)["jobs"]["test"]
+    matrix = job["strategy"]["matrix"]
+    assert matrix["python"] == ["3.11", "3.12", "3.13"]
+    assert matrix["deps"] == ["floor", "locked", "latest"]
+    targets = {"floor": "make test-floor", "locked": "make unit", "latest": "make test-latest"}
+    for deps, command in targets.items():
+        steps = [s for s in job["steps"] if deps in str(s.get("if", ""))]
+        assert [" ".join(w) for s in steps for w in shell_commands(s["run"])] == [command]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    floor = makefile.split("\ntest-floor:")[1].split("\n\n")[0]
+    assert "--resolution lowest-direct" in floor and "pytest" in floor
+    latest = makefile.split("\ntest-latest:")[1].split("\n\n")[0]
+    assert "lowest" not in latest and "pytest" in latest
+    assert "sync --locked" in makefile.split("\n$(STAMP):")[1].split("\n\n")[0]
+
+
 def test_project_ci_installs_the_system_tools_of_ci_run() -> None:
     """Every job that runs the tests installs what .ci/run installs (chromium for the HTML
     report, promtool, the Pushgateway)."""
