@@ -3,8 +3,11 @@ provider server) and how inner pytester runs are started."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 from inner import INNER_ARGS
+from sdk_errors import transport_error
 
 HEADER = """
 import asyncio, json, os, time
@@ -41,7 +44,11 @@ def seen(llmobs):
 
 def stream_text(stream):
     return "".join((c.choices[0].delta.content or "") for c in stream if c.choices)
+
+
 """
+# pasted, not imported: some inner runs are subprocesses, where tests/ is not on the path
+HEADER += inspect.getsource(transport_error)
 
 
 def run(pytester: pytest.Pytester, body: str, passed: int) -> pytest.RunResult:

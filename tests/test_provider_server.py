@@ -21,7 +21,9 @@ import httpx2
 import openai
 import pytest
 import requests
+from sdk_errors import transport_error
 
+from pytest_llmobs.fixture import LLMObs
 from pytest_llmobs.testing import ProviderServer, Reply, error_reply
 from pytest_llmobs.testing import provider_server as ps
 
@@ -45,6 +47,7 @@ WEATHER_TOOL: Any = {
         },
     },
 }
+CUT = ps.HEADER_STREAM_CUT_AFTER
 REPLY_WORDS = ["Hello", " from", " the", " fake", " provider"]
 
 
@@ -686,31 +689,37 @@ def test_scripted_reply_exact_bytes_and_match(server: ProviderServer) -> None:
     assert requests.post(server.url + "/v1/chat/completions", json={}).text == "not json"
 
 
-def test_stream_cut_raises_transport_error(server: ProviderServer) -> None:
-    headers = {"x-fake-stream-cut-after": "3"}
-    stream = oai(server).chat.completions.create(
-        model="m", messages=MESSAGES, stream=True, extra_headers=headers
-    )
+def test_stream_cut_fails_the_call_with_the_transport_error(
+    server: ProviderServer, llmobs: LLMObs
+) -> None:
     got: list[str] = []
-    # openai 3.x wraps the transport error in APIConnectionError while iterating.
-    with pytest.raises(openai.APIConnectionError) as err:
-        for chunk in stream:
+    with pytest.raises((openai.APIConnectionError, httpx2.RemoteProtocolError)) as err:
+        for chunk in oai(server).chat.completions.create(
+            model="m", messages=MESSAGES, stream=True, extra_headers={CUT: "3"}
+        ):
             got.append(chunk.choices[0].delta.content or "")
-    assert isinstance(err.value.__cause__, httpx2.RemoteProtocolError)
+    assert "incomplete chunked read" in str(transport_error(err.value, httpx2.RemoteProtocolError))
     assert got == ["", "Hello", " from"]
-    # anthropic 2.x lets the raw httpx2 error through.
+    texts: list[str] = []
     with (
-        pytest.raises(httpx2.RemoteProtocolError),
+        pytest.raises((anthropic.APIConnectionError, httpx2.RemoteProtocolError)) as err,
         ant(server).messages.stream(
-            model="c", max_tokens=9, messages=ANTHROPIC_MESSAGES, extra_headers=headers
-        ) as astream,
+            model="c", max_tokens=9, messages=ANTHROPIC_MESSAGES, extra_headers={CUT: "5"}
+        ) as stream,
     ):
-        list(astream.text_stream)
+        texts.extend(stream.text_stream)
+    assert "incomplete chunked read" in str(transport_error(err.value, httpx2.RemoteProtocolError))
+    assert texts == ["Hello", " from"]
+    # The calls say why, whichever error the SDK raised.
+    assert [(c.provider, c.error_type, c.truncated, c.output_text) for c in llmobs.calls] == [
+        ("openai", "RemoteProtocolError", True, "Hello from"),
+        ("anthropic", "RemoteProtocolError", True, "Hello from"),
+    ]
     with pytest.raises(httpx2.RemoteProtocolError):
         httpx2.post(
             server.url + "/v1/responses",
             json={"model": "m", "input": "x", "stream": True},
-            headers=headers,
+            headers={CUT: "3"},
         )
 
 

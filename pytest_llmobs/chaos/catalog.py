@@ -197,8 +197,9 @@ FAULTS: dict[str, Fault] = {
             "timeout",
             "transport",
             "no response headers before the client's read timeout",
-            "nothing: the client's own read timeout fires (httpx `ReadTimeout`, requests "
-            "`ReadTimeout`, botocore `ReadTimeoutError`)",
+            "nothing: the client's own read timeout fires (httpx `ReadTimeout`, which openai "
+            "and anthropic raise as `APITimeoutError`; requests `ReadTimeout`, botocore "
+            "`ReadTimeoutError`)",
             True,
             params=(_HANG,),
         ),
@@ -206,15 +207,17 @@ FAULTS: dict[str, Fault] = {
             "connection_reset",
             "transport",
             "connection dropped before any response",
-            "connection closed: httpx `RemoteProtocolError`, requests `ConnectionError`, "
-            "botocore `ConnectionClosedError`",
+            "connection closed: httpx `RemoteProtocolError` (openai, anthropic: "
+            "`APIConnectionError`), requests `ConnectionError`, botocore `ConnectionClosedError`",
             True,
         ),
         Fault(
             "stall_mid_stream",
             "damage",
             "stream stops sending, connection stays open",
-            "some events, then silence until the read timeout (`ReadTimeout` mid-body)",
+            "some events, then silence until the read timeout (`ReadTimeout` mid-body: openai "
+            "3.x and anthropic >= 2.17 raise `APITimeoutError` from it, anthropic <= 2.16 lets "
+            "it through)",
             None,
             damages_output=True,
             params=(_AFTER, _HANG, _TEXT),
@@ -223,7 +226,9 @@ FAULTS: dict[str, Fault] = {
             "stream_cut",
             "damage",
             "connection dropped after N chunks",
-            "some events, then the connection closes mid-body (incomplete chunked read)",
+            "some events, then the connection closes mid-body (incomplete chunked read, "
+            "`RemoteProtocolError`: openai 3.x and anthropic >= 2.17 raise `APIConnectionError` "
+            "from it, anthropic <= 2.16 lets it through)",
             None,
             damages_output=True,
             params=(_AFTER, _TEXT),
