@@ -11,7 +11,8 @@ import re
 from importlib import metadata
 
 FLOOR = (7, 0)  # the `vcrpy>=7.0` in pyproject.toml (a test keeps the two the same)
-FIX = "pip install -U 'vcrpy>=7'"
+_FLOOR_TEXT = ".".join(map(str, FLOOR))
+FIX = f"pip install -U 'vcrpy>={_FLOOR_TEXT}'"
 
 
 def installed() -> str | None:
@@ -30,9 +31,9 @@ def release(version: str) -> tuple[int, ...]:
 
 def problem(version: str | None) -> str | None:
     """Why the plugin cannot use this vcrpy version, or None when it can."""
-    floor = ".".join(map(str, FLOOR))
+    needs = f"pytest-llmobs needs vcrpy >= {_FLOOR_TEXT}"
     if version is None:
-        return f"pytest-llmobs needs vcrpy >= {floor}, which is not installed: {FIX}"
+        return f"{needs}, which is not installed: {FIX}"
     if release(version) < FLOOR:
-        return f"pytest-llmobs needs vcrpy >= {floor}, but vcrpy {version} is installed: {FIX}"
+        return f"{needs}, but vcrpy {version} is installed: {FIX}"
     return None
