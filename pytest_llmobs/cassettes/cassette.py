@@ -160,6 +160,8 @@ class LLMCassette(Cassette):  # type: ignore[misc]
     """One cassette file, open for one test (or one higher-scoped fixture)."""
 
     data: list[tuple[Any, Any]]
+    dirty: bool
+    rewound: bool
 
     def __init__(self, path: Path, mode: str, rules: MatchRules, redactor: Redactor) -> None:
         # Only arguments every supported vcrpy takes: loading and saving are ours, so vcrpy's
@@ -203,7 +205,6 @@ class LLMCassette(Cassette):  # type: ignore[misc]
             for req, resp in pairs
         )
         self.loaded = len(self.data)
-        self.dirty = False
         self.rewound = True  # vcrpy's record modes read this as "a cassette file was loaded"
 
     # -- matching ---------------------------------------------------------------------------
