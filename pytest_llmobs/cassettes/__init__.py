@@ -4,6 +4,8 @@
 - `interactions`: exchange → stored interaction → canned response, redaction of stored ones;
 - `matching`: what makes two requests the same call;
 - `cassette`: vcrpy's `Cassette` over our format and matcher;
+- `vcrpy_version`: which vcrpy works, checked when pytest starts;
+- `yaml_loader`: YAML cassettes read safely, whatever vcrpy is installed;
 - `session`: the responder / listener on the interceptor and the stack of cassettes in use;
 - `hooks`: the pytest side (marker, per-test and per-fixture cassettes, failing on misses);
 - `cli`: `llmobs cassettes upgrade`.

@@ -1,22 +1,22 @@
 """vcrpy's `Cassette` over our file format and our matcher.
 
-We keep vcrpy's cassette machinery — record modes and what each allows
+We keep vcrpy's public cassette surface — record modes and what each allows
 (`can_play_response_for`, `write_protected`), play counts so identical requests replay
-their responses in order, the `match_on` matcher protocol (so `find_requests_with_most_matches`
-and the "all" mode's re-record merge work), the persister/serializer hooks and `_save` —
-and none of its transport patching (the interceptor sees every byte and its timing).
+their responses in order (`play_response`), `data`, `append`, `dirty`, `rewound`, and the
+`match_on` matcher protocol — and none of its transport patching (the interceptor sees
+every byte and its timing).
 
-Two things are changed, both for speed and both invisible in behaviour:
+Loading and saving are ours: vcrpy's `_load`/`_save` and what they keep (`_loaded_count`,
+`drop_unused_requests`, the "all" mode's re-record merge) differ from one vcrpy release to
+the next, and we read and write our own format anyway. So the plugin works the same with
+every vcrpy from 7.0 on (`vcrpy_version` checks the floor when pytest starts).
 
-- `_responses` looks requests up in an index keyed by the normalized request instead of
-  running every matcher against every stored request (O(1) instead of O(n) per request:
-  a 10,000-interaction cassette replays in seconds, not hours);
-- stored requests and responses wrap the dicts read from the file and are materialised
-  lazily (vcrpy deep-copies every response it appends; ours copy in O(1)).
+One vcrpy internal is used, for speed: `_responses`, see `LLMCassette._responses`. Stored
+requests and responses wrap the dicts read from the file and are materialised lazily
+(vcrpy deep-copies every response it appends; ours copy in O(1)).
 
-The persister raises `CassetteError` for a file that exists but cannot be read, which
-vcrpy lets through (it would treat a `CassetteDecodeError` as an empty cassette and
-overwrite it on save: we never touch such a file).
+Loading raises `CassetteError` for a file that exists but cannot be read (vcrpy would treat
+it as an empty cassette and overwrite it on save: we never touch such a file).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 from vcr.cassette import Cassette
-from vcr.persisters.filesystem import CassetteNotFoundError
 from vcr.record_mode import RecordMode
 from vcr.request import HeadersDict, Request
 
@@ -50,7 +49,7 @@ _VCR_MODES = {
     "once": RecordMode.ONCE,
     "new_episodes": RecordMode.NEW_EPISODES,
     "all": RecordMode.ALL,
-    "rewrite": RecordMode.ALL,  # + nothing loaded + only what this run recorded is saved
+    "rewrite": RecordMode.ALL,  # + nothing loaded, so only what this run recorded is saved
 }
 
 
@@ -83,6 +82,10 @@ class StoredRequest(Request):  # type: ignore[misc]
     @property
     def _uri(self) -> str:
         return str(self.stored.get("uri", ""))
+
+    @property
+    def uri(self) -> str:  # vcrpy 8+ reads `_uri` here; 7.0 set a plain attribute in __init__
+        return self._uri
 
     @cached_property
     def parsed_uri(self) -> Any:
@@ -153,61 +156,23 @@ def llm_body(r1: Any, r2: Any) -> None:
 MATCH_ON = (method, llm_url, llm_body)
 
 
-class _Serializer:
-    """What our persister writes: interactions read from a vcrpy file are redacted first;
-    ours go back as they were read (byte for byte when this run did not parse them)."""
-
-    def __init__(self, redactor: Redactor) -> None:
-        self.redactor = redactor
-
-    def dumps(self, requests: list[Any], responses: list[Any]) -> str:
-        pairs: list[tuple[Any, Any]] = []
-        for request, response in zip(requests, responses, strict=True):
-            if getattr(request, "foreign", False):
-                pairs.append(redact_stored((request.stored, response.stored), self.redactor))
-            else:
-                pairs.append((request.raw, response.raw))
-        return dumps_document(pairs)
-
-
-class Persister:
-    """vcrpy persister protocol over `format`: safe loading, atomic saving."""
-
-    @staticmethod
-    def load_cassette(cassette_path: Any, serializer: Any) -> tuple[list[Any], list[Any]]:
-        try:
-            pairs, ours = load(Path(cassette_path))
-        except CassetteMissing:
-            raise CassetteNotFoundError() from None
-        return (
-            [StoredRequest(req, foreign=not ours) for req, _ in pairs],
-            [StoredResponse(resp, foreign=not ours) for _, resp in pairs],
-        )
-
-    @staticmethod
-    def save_cassette(cassette_path: Any, cassette_dict: dict[str, Any], serializer: Any) -> None:
-        text = serializer.dumps(cassette_dict["requests"], cassette_dict["responses"])
-        write_atomic(Path(cassette_path), text)
-
-
 class LLMCassette(Cassette):  # type: ignore[misc]
     """One cassette file, open for one test (or one higher-scoped fixture)."""
 
     data: list[tuple[Any, Any]]
+    dirty: bool
+    rewound: bool
 
     def __init__(self, path: Path, mode: str, rules: MatchRules, redactor: Redactor) -> None:
-        super().__init__(
-            path,
-            serializer=_Serializer(redactor),
-            persister=Persister,
-            record_mode=_VCR_MODES[mode],
-            match_on=MATCH_ON,
-            drop_unused_requests=mode == "rewrite",
-        )
+        # Only arguments every supported vcrpy takes: loading and saving are ours, so vcrpy's
+        # persister, serializer and drop_unused_requests (8.0+) are never used.
+        super().__init__(path, record_mode=_VCR_MODES[mode], match_on=MATCH_ON)
+        self._file = path
         self.mode = mode
         self.rules = rules
         self.redactor = redactor
         self._index: dict[Key, list[int]] | None = None
+        self.loaded = 0  # the first `loaded` interactions in `data` came from the file
         self.recorded = 0
 
     @classmethod
@@ -215,13 +180,32 @@ class LLMCassette(Cassette):  # type: ignore[misc]
         """Load the cassette (not in rewrite mode); a broken file raises `CassetteError`."""
         cassette = cls(path, mode, rules, redactor)
         if mode != "rewrite":
-            cassette._load()
+            cassette._read()
         return cassette
+
+    @property
+    def path(self) -> Path:
+        """The cassette file (vcrpy 9 has this property too; 7 and 8 do not)."""
+        return self._file
 
     @property
     def exists(self) -> bool:
         """Whether a cassette file was loaded (vcrpy: the cassette was rewound)."""
         return bool(self.rewound)
+
+    def _read(self) -> None:
+        try:
+            pairs, ours = load(self.path)
+        except CassetteMissing:
+            return
+        foreign = not ours
+        # Straight into `data`: `append` would mark the cassette changed.
+        self.data.extend(
+            (StoredRequest(req, foreign=foreign), StoredResponse(resp, foreign=foreign))
+            for req, resp in pairs
+        )
+        self.loaded = len(self.data)
+        self.rewound = True  # vcrpy's record modes read this as "a cassette file was loaded"
 
     # -- matching ---------------------------------------------------------------------------
     def normalize(self, request: StoredRequest) -> Normalized:
@@ -241,6 +225,13 @@ class LLMCassette(Cassette):  # type: ignore[misc]
         return self._index
 
     def _responses(self, request: Any) -> Iterator[tuple[int, Any]]:
+        """vcrpy internal, the only one we override: (index, response) for each stored
+        interaction matching `request`. vcrpy 7.0 to 9.x's `__contains__` and `play_response`
+        (so `can_play_response_for`) find candidates through it; ours looks the request up
+        in an index keyed by the normalized request instead of running every matcher
+        against every stored request (O(1) instead of O(n): a 10,000-interaction cassette
+        replays in seconds, not hours). tests/test_vcrpy_versions.py checks that the
+        installed vcrpy still calls it."""
         index = self._ensure_index()
         for i in index.get(self.normalize(request).key, ()):
             yield i, self.data[i][1]
@@ -262,16 +253,39 @@ class LLMCassette(Cassette):  # type: ignore[misc]
     def times_recorded(self, request: StoredRequest) -> int:
         return len(self._ensure_index().get(self.normalize(request).key, ()))
 
+    # -- saving -------------------------------------------------------------------------------
     def save(self) -> bool:
         """Write the cassette if this run changed it; True when a file was written."""
         if not self.dirty:
             return False
-        for request, _ in self.data:
+        for request, _ in self.data:  # a broken stored request fails here, before writing
             self.normalize(request)
         # Concurrent calls finish in any order: store this run's in the order they started.
-        loaded = self.data[: self._loaded_count]
-        fresh = sorted(self.data[self._loaded_count :], key=lambda pair: pair[0].started_at)
+        loaded = self.data[: self.loaded]
+        fresh = sorted(self.data[self.loaded :], key=lambda pair: pair[0].started_at)
         self.data = loaded + fresh
         self._index = None
-        self._save()
+        write_atomic(self.path, self._dumps(self._kept(loaded, fresh)))
+        self.dirty = False
         return True
+
+    def _kept(self, loaded: list[Any], fresh: list[Any]) -> list[Any]:
+        """What the file gets: once/new_episodes add to it; all re-records (what this run
+        made replaces the loaded interactions with the same request, the rest stay);
+        rewrite loaded nothing, so only this run's is kept."""
+        if self.record_mode != RecordMode.ALL:
+            return loaded + fresh
+        replaced = {self.normalize(request).key for request, _ in fresh}
+        kept = [pair for pair in loaded if self.normalize(pair[0]).key not in replaced]
+        return kept + fresh
+
+    def _dumps(self, pairs: list[tuple[Any, Any]]) -> str:
+        """Interactions read from a vcrpy file are redacted first; ours go back as they were
+        read (byte for byte when this run did not parse them)."""
+        out: list[tuple[Any, Any]] = []
+        for request, response in pairs:
+            if request.foreign:
+                out.append(redact_stored((request.stored, response.stored), self.redactor))
+            else:
+                out.append((request.raw, response.raw))
+        return dumps_document(out)

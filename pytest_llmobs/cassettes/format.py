@@ -299,11 +299,11 @@ def _position(raw: bytes, offset: int) -> tuple[int, int]:
 
 
 def _load_yaml(text: str) -> Any:
-    # vcrpy's safe loader (libyaml's CSafeLoader when available) plus the few benign
-    # python/* tags old vcrpy cassettes contain; never the arbitrary-object ones.
-    from vcr.serializers import yamlserializer
+    # libyaml's safe loader plus the few benign python/* tags old vcrpy cassettes contain;
+    # never the arbitrary-object ones (vcrpy's own loader ran those before 8.5).
+    from .yaml_loader import load_yaml
 
-    return yamlserializer.deserialize(text)
+    return load_yaml(text)
 
 
 def interactions_of(doc: Document, path: Path) -> tuple[list[Interaction], bool]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..redaction import Redactor
-from . import naming
+from . import naming, vcrpy_version
 from .matching import MatchRules
 from .session import CassetteSession, Context
 
@@ -96,6 +96,9 @@ def build_redactor(settings: Settings) -> Redactor:
 
 def install(config: pytest.Config, capture: Capture, settings: Settings) -> CassetteHooks:
     """Check the settings, hook the session into the interceptor, register the hooks."""
+    problem = vcrpy_version.problem(vcrpy_version.installed())
+    if problem is not None:
+        raise pytest.UsageError(problem)
     try:
         pace = parse_timing(settings.llm_replay_timing)
     except ValueError as exc:
