@@ -11,10 +11,18 @@ from sdk_errors import transport_error
 
 HEADER = """
 import asyncio, json, os, time
-import anthropic, httpx2, openai, pytest, requests
+import anthropic, httpx, httpx2, openai, pytest, requests
 
 URL = os.environ["LLM_URL"]
 M = [{"role": "user", "content": "say hello to the test"}]
+
+# The transport's errors: httpx2's under openai 3.x / anthropic 1.x and later, httpx's before.
+READ_TIMEOUT = (httpx.ReadTimeout, httpx2.ReadTimeout)
+PROTOCOL_ERROR = (httpx.RemoteProtocolError, httpx2.RemoteProtocolError)
+# A body that breaks off mid-stream: openai 3.x raises APIConnectionError / APITimeoutError
+# with the transport's error as its cause, openai 2.x lets the transport's error through.
+CONNECTION_ERROR = (openai.APIConnectionError, httpx.TransportError, httpx2.TransportError)
+TIMEOUT_ERROR = (openai.APITimeoutError, httpx.TimeoutException, httpx2.TimeoutException)
 
 
 def oai(**kw):

@@ -167,10 +167,14 @@ def test_tree(llmobs):
     root = by_name["rag.answer"]
     assert by_name["rag.retrieve"].parent.span_id == root.context.span_id
     assert by_name["chat gpt-4o"].parent.span_id == root.context.span_id
-    # anthropic 2.x emits its own call span; ours (one per HTTP attempt) nests under it
-    sdk_span = by_name["anthropic.messages.create"]
-    assert sdk_span.parent.span_id == root.context.span_id
-    assert by_name["chat claude-test-s"].parent.span_id == sdk_span.context.span_id
+    # ours (one per HTTP attempt) nests under the app's span, or under the call span an SDK
+    # that emits its own puts between them (anthropic 2.x: `anthropic.messages.create`)
+    between = []
+    span = by_name["chat claude-test-s"]
+    while span.parent.span_id != root.context.span_id:
+        [span] = [s for s in llmobs.spans if s.context.span_id == span.parent.span_id]
+        between.append(span.name)
+    assert between in ([], ["anthropic.messages.create"])
     assert len({s.context.trace_id for s in llmobs.spans}) == 1
     # two GenAI spans describe the anthropic call, but it is one LLMCall
     assert [c.provider for c in llmobs.calls] == ["openai", "anthropic"]

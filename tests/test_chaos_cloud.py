@@ -27,7 +27,7 @@ from pytest_llmobs.testing.eventstream import (
 
 HEADER = """
 import json, os, time
-import boto3, botocore.exceptions, httpx2, pytest, urllib3
+import boto3, botocore.exceptions, httpx, httpx2, pytest, urllib3
 from botocore.config import Config
 from botocore.eventstream import EventStreamError
 from google import genai
@@ -43,6 +43,10 @@ CLAUDE_BODY = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens
                           "messages": [{"role": "user", "content": PROMPT}]})
 LLAMA_BODY = json.dumps({"prompt": PROMPT, "max_gen_len": 64})
 TEXT = "This answer was synthesized by pytest-llmobs chaos for a damaged response."
+# google-genai's transport errors reach the app as they are: httpx2's from google-genai 3 on,
+# httpx's before
+READ_TIMEOUT = (httpx.ReadTimeout, httpx2.ReadTimeout)
+PROTOCOL_ERROR = (httpx.RemoteProtocolError, httpx2.RemoteProtocolError)
 
 
 def br(attempts=1, mode="standard", **config):
@@ -366,7 +370,8 @@ def test_retry_options_that_wait_long_enough(llmobs):
 
 @pytest.mark.llm_chaos("rate_limit", retry_after=0.5)
 def test_retry_options_that_ignore_retry_delay(llmobs):
-    retry = gtypes.HttpRetryOptions(attempts=3, initial_delay=0.01, jitter=0)
+    # jitter=0 would read as the default jitter (up to 1 s) in google-genai 2.x
+    retry = gtypes.HttpRetryOptions(attempts=3, initial_delay=0.01, jitter=0.01)
     assert gen(gem(retry)).text
     assert [f.code for f in llmobs.resilience().findings] == ["retry_after_ignored"]
 
@@ -441,7 +446,7 @@ def test_token_spike(llmobs):
 
 @pytest.mark.llm_chaos("timeout")
 def test_timeout(llmobs):
-    with pytest.raises(httpx2.ReadTimeout):
+    with pytest.raises(READ_TIMEOUT):
         gen(gem(timeout=300))
     [call] = llmobs.calls
     assert call.attributes["llmobs.chaos.read_timeout_s"] == 0.3
@@ -456,14 +461,14 @@ def test_timeout_retried(llmobs):
 
 @pytest.mark.llm_chaos("connection_reset")
 def test_connection_reset(llmobs):
-    with pytest.raises(httpx2.RemoteProtocolError):
+    with pytest.raises(PROTOCOL_ERROR):
         gen()
 
 
 @pytest.mark.llm_chaos("stream_cut", after=2)
 def test_stream_cut(llmobs):
     got, client = [], gem()
-    with pytest.raises(httpx2.RemoteProtocolError):
+    with pytest.raises(PROTOCOL_ERROR):
         for chunk in client.models.generate_content_stream(model=GEMINI, contents=PROMPT):
             got.append(chunk.text)
     assert "".join(got) == "This answer"
@@ -494,7 +499,7 @@ def test_malformed_chunk(llmobs):
 
 @pytest.mark.llm_chaos("stall_mid_stream")
 def test_stall_mid_stream(llmobs):
-    with pytest.raises(httpx2.ReadTimeout):
+    with pytest.raises(READ_TIMEOUT):
         gen_stream(gem(timeout=300))
 
 

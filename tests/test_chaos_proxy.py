@@ -22,7 +22,7 @@ import openai
 import pytest
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from sdk_errors import transport_error
+from sdk_errors import PROTOCOL_ERROR, transport_error
 
 from pytest_llmobs.testing import ProviderServer
 
@@ -140,17 +140,19 @@ def test_proxy_end_to_end(
         assert raw.retries_taken == 1 and raw.parse().choices[0].message.content
         forwarded = provider.requests[before:]
         assert len(forwarded) == 1 and "x-llmobs-fault" not in forwarded[0].headers
-        with pytest.raises(anthropic.OverloadedError):
+        with pytest.raises(anthropic.APIStatusError) as overloaded:
             ant.messages.create(
                 model="claude-test",
                 max_tokens=32,
                 messages=M,
                 extra_headers={"x-llmobs-fault": "overloaded"},
             )
+        assert overloaded.value.status_code == 529  # anthropic.OverloadedError from 0.47 on
 
-        # stream faults damage the real upstream answer on its way through
+        # stream faults damage the real upstream answer on its way through; openai 3.x wraps
+        # the transport's error (httpx2's) in APIConnectionError, openai 2.x raises httpx's
         got = []
-        with pytest.raises((openai.APIConnectionError, httpx2.RemoteProtocolError)) as info:
+        with pytest.raises((openai.APIConnectionError, *PROTOCOL_ERROR)) as info:
             for chunk in oai.chat.completions.create(
                 model="gpt-4o",
                 messages=M,
@@ -158,7 +160,7 @@ def test_proxy_end_to_end(
                 extra_headers={"x-llmobs-fault": "stream_cut; after=2"},
             ):
                 got.append(chunk.choices[0].delta.content or "")
-        transport_error(info.value, httpx2.RemoteProtocolError)
+        transport_error(info.value, PROTOCOL_ERROR)
         assert "".join(got) == "alpha beta"
         chunks = list(
             oai.chat.completions.create(

@@ -71,7 +71,7 @@ def test_the_same_question_again_is_not_a_retry(llmobs):
 
 @pytest.mark.llm_chaos("stream_cut")
 def test_a_raising_app_passes_the_report_verdict(llmobs):
-    stream_text(chat(stream=True))  # the app lets APIConnectionError escape: the test fails
+    stream_text(chat(stream=True))  # the app lets the connection error escape: the test fails
 """
 
 BAD = """
@@ -135,7 +135,7 @@ def test_no_read_timeout(llmobs):
 
 @pytest.mark.llm_chaos("stall_mid_stream", hang_s=0.2)
 def test_sdk_default_timeout_is_too_long_for_a_stall(llmobs):
-    with pytest.raises(openai.APITimeoutError):
+    with pytest.raises(TIMEOUT_ERROR):
         stream_text(chat(oai(), stream=True))  # openai's default read timeout: 600 s
     fails_with(llmobs, "no_read_timeout")
 
@@ -158,7 +158,7 @@ def test_filtered_answer_taken_as_complete(llmobs):
 def test_swallowed_mid_stream_error_is_a_warning(llmobs):
     try:
         stream_text(chat(stream=True))
-    except openai.APIConnectionError:
+    except CONNECTION_ERROR:
         pass
     llmobs.assert_resilient()  # not an error ...
     fails_with(llmobs, "partial_output_accepted", strict=True)  # ... but a warning

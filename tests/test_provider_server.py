@@ -21,7 +21,7 @@ import httpx2
 import openai
 import pytest
 import requests
-from sdk_errors import transport_error
+from sdk_errors import PROTOCOL_ERROR, transport_error
 
 from pytest_llmobs.fixture import LLMObs
 from pytest_llmobs.testing import ProviderServer, Reply, error_reply
@@ -693,22 +693,22 @@ def test_stream_cut_fails_the_call_with_the_transport_error(
     server: ProviderServer, llmobs: LLMObs
 ) -> None:
     got: list[str] = []
-    with pytest.raises((openai.APIConnectionError, httpx2.RemoteProtocolError)) as err:
+    with pytest.raises((openai.APIConnectionError, *PROTOCOL_ERROR)) as err:
         for chunk in oai(server).chat.completions.create(
             model="m", messages=MESSAGES, stream=True, extra_headers={CUT: "3"}
         ):
             got.append(chunk.choices[0].delta.content or "")
-    assert "incomplete chunked read" in str(transport_error(err.value, httpx2.RemoteProtocolError))
+    assert "incomplete chunked read" in str(transport_error(err.value, PROTOCOL_ERROR))
     assert got == ["", "Hello", " from"]
     texts: list[str] = []
     with (
-        pytest.raises((anthropic.APIConnectionError, httpx2.RemoteProtocolError)) as err,
+        pytest.raises((anthropic.APIConnectionError, *PROTOCOL_ERROR)) as err,
         ant(server).messages.stream(
             model="c", max_tokens=9, messages=ANTHROPIC_MESSAGES, extra_headers={CUT: "5"}
         ) as stream,
     ):
         texts.extend(stream.text_stream)
-    assert "incomplete chunked read" in str(transport_error(err.value, httpx2.RemoteProtocolError))
+    assert "incomplete chunked read" in str(transport_error(err.value, PROTOCOL_ERROR))
     assert texts == ["Hello", " from"]
     # The calls say why, whichever error the SDK raised.
     assert [(c.provider, c.error_type, c.truncated, c.output_text) for c in llmobs.calls] == [

@@ -160,6 +160,13 @@ async def _async_wait(exchange: Exchange, offset: float, pace: float) -> None:
         await anyio.sleep(delay)
 
 
+def _abandoned(interceptor: Interceptor, exchange: Exchange) -> None:
+    """The app stopped reading the body and let go of it (an SDK that raises on an error event
+    mid-stream): the call ends here, as if closed. httpx, and httpx2 before 2.12, close the
+    response only once its body was read to the end, so no close() may ever come."""
+    interceptor.finish(exchange)
+
+
 def _stream_classes(httpx: ModuleType, interceptor: Interceptor) -> dict[str, type]:
     """Stream wrappers must subclass this module's own byte-stream bases (httpx asserts it)."""
 
@@ -173,9 +180,11 @@ def _stream_classes(httpx: ModuleType, interceptor: Interceptor) -> dict[str, ty
                 for chunk in self._inner:
                     self._exchange.got_chunk(chunk)
                     yield chunk
+            except GeneratorExit:
+                _abandoned(interceptor, self._exchange)
+                raise
             except BaseException as exc:
-                if not isinstance(exc, GeneratorExit):
-                    interceptor.finish(self._exchange, error=exc)
+                interceptor.finish(self._exchange, error=exc)
                 raise
             interceptor.finish(self._exchange, complete=True)
 
@@ -195,9 +204,11 @@ def _stream_classes(httpx: ModuleType, interceptor: Interceptor) -> dict[str, ty
                 async for chunk in self._inner:
                     self._exchange.got_chunk(chunk)
                     yield chunk
+            except GeneratorExit:
+                _abandoned(interceptor, self._exchange)
+                raise
             except BaseException as exc:
-                if not isinstance(exc, GeneratorExit):
-                    interceptor.finish(self._exchange, error=exc)
+                interceptor.finish(self._exchange, error=exc)
                 raise
             interceptor.finish(self._exchange, complete=True)
 
@@ -214,10 +225,14 @@ def _stream_classes(httpx: ModuleType, interceptor: Interceptor) -> dict[str, ty
 
         def __iter__(self) -> Iterator[bytes]:
             canned, exchange = self._canned, self._exchange
-            for offset, chunk in canned.chunks:
-                wait_until(exchange, offset, canned.pace, time.sleep)
-                exchange.got_chunk(chunk)
-                yield chunk
+            try:
+                for offset, chunk in canned.chunks:
+                    wait_until(exchange, offset, canned.pace, time.sleep)
+                    exchange.got_chunk(chunk)
+                    yield chunk
+            except GeneratorExit:
+                _abandoned(interceptor, exchange)
+                raise
             if canned.fail is not None:
                 wait_until(exchange, fail_delay(exchange, canned), canned.pace, time.sleep)
                 error = _transport_error(httpx, canned.fail, before_headers=False)
@@ -235,10 +250,14 @@ def _stream_classes(httpx: ModuleType, interceptor: Interceptor) -> dict[str, ty
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             canned, exchange = self._canned, self._exchange
-            for offset, chunk in canned.chunks:
-                await _async_wait(exchange, offset, canned.pace)
-                exchange.got_chunk(chunk)
-                yield chunk
+            try:
+                for offset, chunk in canned.chunks:
+                    await _async_wait(exchange, offset, canned.pace)
+                    exchange.got_chunk(chunk)
+                    yield chunk
+            except GeneratorExit:
+                _abandoned(interceptor, exchange)
+                raise
             if canned.fail is not None:
                 await _async_wait(exchange, fail_delay(exchange, canned), canned.pace)
                 error = _transport_error(httpx, canned.fail, before_headers=False)

@@ -72,7 +72,10 @@ def _patch_reads(interceptor: Interceptor) -> Unpatch:
     from urllib3.util.response import is_fp_closed
 
     cls = urllib3.response.HTTPResponse
-    originals = {name: getattr(cls, name) for name in ("read", "read1", "read_chunked", "close")}
+    # read1 came with urllib3 2.1; before it (botocore < 1.34.63 keeps urllib3 < 2.1) there is
+    # nothing to wrap, and urllib3 1.26 keeps no decoded buffer.
+    names = [name for name in ("read", "read1", "read_chunked", "close") if hasattr(cls, name)]
+    originals = {name: getattr(cls, name) for name in names}
 
     def marked(response: Any) -> tuple[Exchange, Interceptor] | None:
         # Only our own marks: a nested session's patches sit on top of ours.
@@ -81,7 +84,7 @@ def _patch_reads(interceptor: Interceptor) -> Unpatch:
 
     def at_eof(response: Any) -> bool:
         return response._fp is None or (
-            is_fp_closed(response._fp) and len(response._decoded_buffer) == 0
+            is_fp_closed(response._fp) and len(getattr(response, "_decoded_buffer", b"")) == 0
         )
 
     def read_wrapper(name: str) -> Any:
@@ -131,12 +134,13 @@ def _patch_reads(interceptor: Interceptor) -> Unpatch:
 
     patched = {
         "read": read_wrapper("read"),
-        "read1": read_wrapper("read1"),
+        "read1": read_wrapper("read1") if "read1" in originals else None,
         "read_chunked": read_chunked,
         "close": close,
     }
     for name, function in patched.items():
-        setattr(cls, name, interceptor.wrap(originals[name], function))
+        if function is not None:
+            setattr(cls, name, interceptor.wrap(originals[name], function))
 
     def unpatch() -> None:
         for name, original in originals.items():
