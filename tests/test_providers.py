@@ -1568,6 +1568,74 @@ def test_anthropic_http_errors(status: int, kind: str, message: str) -> None:
     )
 
 
+# -- error responses are errors, not cut answers ----------------------------------------------
+JSON_REQUESTS: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
+    (
+        ANTHROPIC,
+        {**ANTHROPIC_REQUEST, "output_config": {"format": {"type": "json_schema", "schema": {}}}},
+        ANTHROPIC_HEADERS,
+    ),
+    (
+        f"{OPENAI}/chat/completions",
+        {**CHAT_REQUEST, "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+        [],
+    ),
+    (
+        f"{OPENAI}/responses",
+        {"model": "gpt-4.1", "input": "hi", "text": {"format": {"type": "json_object"}}},
+        [],
+    ),
+    (
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent",
+        {
+            "contents": [{"parts": [{"text": "hi"}]}],
+            "generationConfig": {"responseMimeType": "application/json"},
+        },
+        [],
+    ),
+    ("http://localhost:11434/api/chat", {"model": "llama3", "messages": [], "format": "json"}, []),
+]
+ERROR_BODIES = {
+    400: {"type": "error", "error": {"type": "invalid_request_error", "message": "bad schema"}},
+    # what the cassette answers a request it has no recording for
+    404: {
+        "type": "error",
+        "error": {
+            "type": "llmobs_cassette_miss",
+            "code": "llmobs_cassette_miss",
+            "message": "pytest-llmobs: request not in cassette (record mode 'none'): x.yaml",
+        },
+    },
+    500: {"error": {"message": "The server had an error", "type": "server_error"}},
+}
+
+
+@pytest.mark.parametrize("status", sorted(ERROR_BODIES))
+@pytest.mark.parametrize(
+    ("url", "request_body", "headers"),
+    JSON_REQUESTS,
+    ids=["anthropic", "chat", "responses", "gemini", "ollama"],
+)
+def test_an_error_response_to_a_json_request_is_no_truncation(
+    url: str, request_body: dict[str, Any], headers: list[tuple[str, str]], status: int
+) -> None:
+    exchange = make_exchange(
+        url,
+        request_body,
+        status=status,
+        body=compact(ERROR_BODIES[status]),
+        request_headers=headers,
+    )
+    call = parse(exchange)
+    assert call is not None and call.status_code == status
+    assert (call.truncated, call.truncation_reason) == (False, None)
+    assert call.error_type is not None and call.error
+    # the same request answered 200 with text that is not JSON: that is a cut answer
+    if "anthropic" in url:
+        ok = parse(make_exchange(url, request_body, body=compact(ANTHROPIC_BODY)))
+        assert ok is not None and ok.truncation_reason == "invalid_json"
+
+
 # -- detection, gateways and routes -----------------------------------------------------------
 @pytest.mark.parametrize(
     ("url", "provider"),
