@@ -315,8 +315,8 @@ _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def loopback_only(patterns: tuple[str, ...]) -> bool:
-    """Whether every `llm_allow_hosts` pattern names this machine: then only LLM calls to
-    the cassette and local traffic are made, and no request can leave the machine."""
+    """Whether every `llm_allow_hosts` pattern names this machine: then, in record mode
+    none, no request leaves it (LLM calls replay, other traffic is local or blocked)."""
     return all(_split_pattern(p)[0] in _LOOPBACK for p in patterns)
 
 
