@@ -266,7 +266,13 @@ def span_attributes(call: LLMCall, capture_content: bool = False) -> dict[str, A
 def _input_messages(body: Any) -> Any:
     if not isinstance(body, dict):
         return None
-    return body.get("messages") or body.get("input")
+    found = body.get("messages") or body.get("input")
+    prompt = body.get("prompt")  # legacy completions, Ollama generate: text, not messages
+    if found or not isinstance(prompt, str | list):
+        return found
+    texts = [prompt] if isinstance(prompt, str) else [p for p in prompt if isinstance(p, str)]
+    parts = [{"type": "text", "content": text} for text in texts]
+    return [{"role": "user", "parts": parts}] if parts else None
 
 
 def _json(value: Any) -> str | None:

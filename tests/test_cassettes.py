@@ -183,6 +183,97 @@ def test_round_trip_every_client_and_streaming_mode_offline(
         assert {s[0] for s in sources} == {"live"} and {s[0] for s in replay_sources} == {"replay"}
 
 
+LEGACY = """
+def complete(client=None, **kw):
+    kw = {"model": "gpt-3.5-turbo-instruct", "prompt": "say hello to the test", **kw}
+    return (client or oai()).completions.create(**kw)
+
+
+def fields(llmobs):
+    return [(c.operation, c.stream, c.usage.input_tokens, c.usage.output_tokens,
+             c.finish_reasons, c.truncation_reason, c.output_text) for c in llmobs.calls]
+
+
+def test_sync(llmobs):
+    assert complete(max_tokens=20).choices[0].text == "one two three four"
+    [span] = llmobs.find_spans("text_completion gpt-3.5-turbo-instruct")
+    a = span.attributes
+    assert (a["gen_ai.operation.name"], a["gen_ai.provider.name"]) == ("text_completion", "openai")
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (5, 4)
+    assert list(a["gen_ai.response.finish_reasons"]) == ["stop"]
+    assert (a["gen_ai.request.max_tokens"], a["gen_ai.request.stream"]) == (20, False)
+    assert json.loads(a["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "say hello to the test"}]}]
+    save("sync", fields(llmobs))
+
+async def test_async_stream(llmobs):
+    client = openai.AsyncOpenAI(base_url=URL + "/v1", max_retries=0)
+    plain = await client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi")
+    stream = await client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi",
+                                             stream=True, stream_options={"include_usage": True})
+    pieces = [c.choices[0].text async for c in stream if c.choices]
+    assert plain.choices[0].text == "".join(pieces) == "one two three four"
+    assert llmobs.calls[1].time_to_first_chunk_s is not None
+    save("async_stream", fields(llmobs))
+
+@pytest.mark.llm_allow_truncation("length")
+def test_cut_allowed(llmobs):
+    assert complete(max_tokens=2).choices[0].finish_reason == "length"
+    assert [c.choices[0].finish_reason for c in complete(max_tokens=2, stream=True)][-1] == "length"
+    save("cut", fields(llmobs))
+
+def test_cut_fails(llmobs):
+    complete(max_tokens=2)
+
+@pytest.mark.llm_budget(max_calls=1, max_output_tokens=3)
+def test_budget_fails(llmobs):
+    complete()
+"""
+
+
+def test_legacy_completions_are_llm_calls_recorded_and_replayed(
+    pytester: pytest.Pytester,
+    provider: ProviderServer,
+    results: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider.configure(reply="one two three four")
+    pytester.makepyfile(test_inner=HEADER + LEGACY)
+    recording = run(pytester, "--llm-record-mode=once", "--llm-capture-content", passed=3, failed=2)
+    recorded = read(results)
+    assert recorded["sync"] == [
+        ["text_completion", False, 5, 4, ["stop"], None, "one two three four"]
+    ]
+    assert [c[:2] + c[3:6] for c in recorded["async_stream"]] == [
+        ["text_completion", False, 4, ["stop"], None],
+        ["text_completion", True, 4, ["stop"], None],
+    ]
+    assert [(c[1], c[3], c[4], c[5], c[6]) for c in recorded["cut"]] == [
+        (False, 2, ["length"], "length", "one two"),
+        (True, None, ["length"], "length", "one two"),  # no include_usage: no usage
+    ]
+    paths = [r.path for r in provider.requests]
+    assert paths == ["/v1/completions"] * 7
+    assert len(cassettes(pytester)) == 5
+    results.unlink()
+
+    monkeypatch.setenv("LLM_URL", dead_url())  # loopback, where nothing answers
+    for result in (recording, run(pytester, "--llm-record-mode=none", "--llm-capture-content")):
+        result.assert_outcomes(passed=3, failed=2)
+        result.stdout.fnmatch_lines(
+            [
+                "*_ test_cut_fails _*",
+                "  truncation  not allowed  length  default  #1",
+                "  - truncation: openai text_completion gpt-3.5-turbo-instruct attempt 0 "
+                "(*/v1/completions, max_tokens=2): finish_reason ?length?*",
+                "*_ test_budget_fails _*",
+                "  max_output_tokens  3      4       test    #1",
+            ]
+        )
+    assert len(provider.requests) == 7  # the replay reached no server
+    assert read(results) == recorded
+
+
 TIMING = """
 def test_stream(llmobs):
     client = oai()

@@ -414,6 +414,81 @@ def test_responses_tool_call(server: ProviderServer) -> None:
     assert events[-1].type == "response.completed"
 
 
+# --------------------------------------------------------------------------- legacy completions
+
+
+def test_completion_parses_strictly(server: ProviderServer) -> None:
+    client = oai(server, _strict_response_validation=True)
+    raw = client.completions.with_raw_response.create(
+        model="gpt-3.5-turbo-instruct", prompt="Say hello to the test suite", max_tokens=50
+    )
+    result = raw.parse()
+    assert result.object == "text_completion"
+    assert result.id.startswith("cmpl-")
+    assert result.model == "gpt-3.5-turbo-instruct"
+    [choice] = result.choices
+    assert (choice.text, choice.index, choice.finish_reason) == (ps.DEFAULT_REPLY, 0, "stop")
+    assert choice.logprobs is None
+    assert result.usage is not None
+    usage = (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.total_tokens)
+    assert usage == (6, 5, 11)
+    assert raw.headers["x-request-id"].startswith("req_")
+    [seen] = server.requests
+    assert (seen.path, seen.json["prompt"]) == ("/v1/completions", "Say hello to the test suite")
+
+
+def test_completion_stops_at_max_tokens_and_at_16_by_default(server: ProviderServer) -> None:
+    client = oai(server)
+    cut = client.completions.create(model="m", prompt="hi", max_tokens=2)
+    assert (cut.choices[0].text, cut.choices[0].finish_reason) == ("Hello from", "length")
+    assert cut.usage is not None and cut.usage.completion_tokens == 2
+    server.configure(reply=" ".join(f"w{i}" for i in range(20)))
+    default = client.completions.create(model="m", prompt=[1, 2, 3])  # token ids
+    assert default.choices[0].finish_reason == "length"
+    assert default.choices[0].text == " ".join(f"w{i}" for i in range(16))
+    assert default.usage is not None
+    assert (default.usage.prompt_tokens, default.usage.completion_tokens) == (3, 16)
+
+
+def test_completion_stream_wire_format(server: ProviderServer) -> None:
+    # Not strict: like the real API, chunks before the last have finish_reason null, which
+    # the SDK's (shared, non-optional) Completion type rejects under strict validation.
+    client = oai(server)
+    chunks = list(
+        client.completions.create(
+            model="m",
+            prompt="hi there",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert [c.choices[0].text for c in chunks[:-2]] == REPLY_WORDS
+    assert all(c.object == "text_completion" for c in chunks)
+    assert (chunks[-2].choices[0].text, chunks[-2].choices[0].finish_reason) == ("", "stop")
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (2, 5)
+    raw = httpx2.post(
+        server.url + "/v1/completions",
+        json={"model": "m", "prompt": "hi", "max_tokens": 1, "stream": True},
+    )
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    events = sse_payloads(raw.content)
+    assert events[-1] == (None, "[DONE]")
+    bodies = [json.loads(data) for _, data in events[:-1]]
+    assert [b["choices"][0]["text"] for b in bodies] == ["Hello", ""]
+    assert bodies[-1]["choices"][0]["finish_reason"] == "length"
+    assert all("usage" not in b for b in bodies)  # only with include_usage
+
+
+async def test_completion_async(server: ProviderServer) -> None:
+    client = aoai(server)
+    result = await client.completions.create(model="m", prompt="hi")
+    assert result.choices[0].text == ps.DEFAULT_REPLY
+    stream = await client.completions.create(model="m", prompt="hi", stream=True)
+    assert "".join([c.choices[0].text async for c in stream]) == ps.DEFAULT_REPLY
+    await client.close()
+
+
 # --------------------------------------------------------------------------- embeddings
 
 

@@ -1014,6 +1014,144 @@ def test_embeddings() -> None:
     assert call.response_body == body
 
 
+# -- legacy completions ---------------------------------------------------------------------
+COMPLETION_REQUEST = {
+    "model": "gpt-3.5-turbo-instruct",
+    "prompt": "Say this is a test",
+    "max_tokens": 7,
+    "temperature": 0,
+}
+COMPLETION_BODY = {
+    "id": "cmpl-uqkvlQyYK7bGYrRHQ0eXlWi7",
+    "object": "text_completion",
+    "created": 1589478378,
+    "model": "gpt-3.5-turbo-instruct",
+    "choices": [
+        {
+            "text": "\n\nThis is indeed a test",
+            "index": 0,
+            "logprobs": None,
+            "finish_reason": "length",
+        }
+    ],
+    "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12},
+}
+COMPLETION_FIELDS: dict[str, Any] = {
+    "provider": "openai",
+    "operation": "text_completion",
+    "request_model": "gpt-3.5-turbo-instruct",
+    "response_model": "gpt-3.5-turbo-instruct",
+    "max_tokens": 7,
+    "temperature": 0,
+    "usage": Usage(5, 7, 12),
+    "finish_reasons": ("length",),
+    "truncated": True,
+    "truncation_reason": "length",
+    "request_id": "req_5d3b0f8c1a2e4b6d",
+    "response_id": "cmpl-uqkvlQyYK7bGYrRHQ0eXlWi7",
+    "output_text": "\n\nThis is indeed a test",
+}
+
+
+def completion_chunk(text: str, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    # The real stream's key order: id, object, created, choices, model.
+    choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+    head = {k: COMPLETION_BODY[k] for k in ("id", "object", "created")}
+    return {**head, "choices": [choice], "model": "gpt-3.5-turbo-instruct", **extra}
+
+
+def completion_stream(finish: str = "stop", *, done: bool = True) -> list[bytes]:
+    usage_null = {"usage": None}
+    chunks = [
+        completion_chunk("\n\n", **usage_null),
+        completion_chunk("This is", **usage_null),
+        completion_chunk(" a test", **usage_null),
+        completion_chunk("", finish, **usage_null),
+        {
+            **completion_chunk(""),
+            "choices": [],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
+        },
+    ]
+    return data_events(*chunks, done=done)
+
+
+def test_legacy_completion_body() -> None:
+    exchange = make_exchange(
+        f"{OPENAI}/completions",
+        COMPLETION_REQUEST,
+        body=compact(COMPLETION_BODY),
+        headers=OPENAI_HEADERS,
+    )
+    call = check(parse(exchange), **COMPLETION_FIELDS)
+    assert call.response_body == COMPLETION_BODY
+
+
+def test_legacy_completion_stream() -> None:
+    request = {**COMPLETION_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
+    exchange = make_exchange(
+        f"{OPENAI}/completions",
+        request,
+        chunks=completion_stream(),
+        content_type=SSE,
+        headers=OPENAI_HEADERS,
+    )
+    call = check(
+        parse(exchange),
+        **{
+            **COMPLETION_FIELDS,
+            "stream": True,
+            "usage": Usage(5, 4, 9),
+            "finish_reasons": ("stop",),
+            "truncated": False,
+            "truncation_reason": None,
+            "output_text": "\n\nThis is a test",
+        },
+    )
+    assert call.chunk_offsets_s == (0.1, 0.2, 0.3)  # the text pieces, not finish or usage
+    assert call.time_to_first_chunk_s == 0.1
+    cut = make_exchange(
+        f"{OPENAI}/completions",
+        request,
+        chunks=completion_stream(done=False)[:2],
+        content_type=SSE,
+    )
+    partial = parse(cut)
+    assert partial is not None
+    assert (partial.output_text, partial.truncation_reason) == (
+        "\n\nThis is",
+        "stream_ended_without_terminator",
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "request_body", "provider"),
+    [
+        (f"{OPENAI}/completions", {"model": "m", "prompt": [1, 2, 3]}, "openai"),
+        ("http://127.0.0.1:8000/v1/completions", {"model": "m", "prompt": ""}, "openai"),
+        (
+            "https://contoso.openai.azure.com/openai/deployments/instruct/completions"
+            "?api-version=2024-10-21",
+            {"prompt": "hi"},
+            "azure.ai.openai",
+        ),
+        (f"{OPENAI}/completions", {"prompt": "no model"}, None),
+        (f"{OPENAI}/completions", {"model": "m", "messages": []}, None),
+        ("https://example.com/code/completions", {"model": "m", "text": "x"}, None),
+    ],
+)
+def test_legacy_completion_detection(
+    url: str, request_body: dict[str, Any], provider: str | None
+) -> None:
+    call = parse(make_exchange(url, request_body, body=compact(COMPLETION_BODY)))
+    assert (call and (call.provider, call.operation)) == (
+        (provider, "text_completion") if provider else None
+    )
+    # chat completions still end in "/completions": they stay chat
+    chat = parse(make_exchange(f"{OPENAI}/chat/completions", CHAT_REQUEST, body=compact(CHAT_BODY)))
+    assert chat is not None and chat.operation == "chat"
+
+
 # -- Azure ----------------------------------------------------------------------------------
 FILTERS_SAFE = {
     category: {"filtered": False, "severity": "safe"}
@@ -1430,6 +1568,74 @@ def test_anthropic_http_errors(status: int, kind: str, message: str) -> None:
     )
 
 
+# -- error responses are errors, not cut answers ----------------------------------------------
+JSON_REQUESTS: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
+    (
+        ANTHROPIC,
+        {**ANTHROPIC_REQUEST, "output_config": {"format": {"type": "json_schema", "schema": {}}}},
+        ANTHROPIC_HEADERS,
+    ),
+    (
+        f"{OPENAI}/chat/completions",
+        {**CHAT_REQUEST, "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+        [],
+    ),
+    (
+        f"{OPENAI}/responses",
+        {"model": "gpt-4.1", "input": "hi", "text": {"format": {"type": "json_object"}}},
+        [],
+    ),
+    (
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent",
+        {
+            "contents": [{"parts": [{"text": "hi"}]}],
+            "generationConfig": {"responseMimeType": "application/json"},
+        },
+        [],
+    ),
+    ("http://localhost:11434/api/chat", {"model": "llama3", "messages": [], "format": "json"}, []),
+]
+ERROR_BODIES = {
+    400: {"type": "error", "error": {"type": "invalid_request_error", "message": "bad schema"}},
+    # what the cassette answers a request it has no recording for
+    404: {
+        "type": "error",
+        "error": {
+            "type": "llmobs_cassette_miss",
+            "code": "llmobs_cassette_miss",
+            "message": "pytest-llmobs: request not in cassette (record mode 'none'): x.yaml",
+        },
+    },
+    500: {"error": {"message": "The server had an error", "type": "server_error"}},
+}
+
+
+@pytest.mark.parametrize("status", sorted(ERROR_BODIES))
+@pytest.mark.parametrize(
+    ("url", "request_body", "headers"),
+    JSON_REQUESTS,
+    ids=["anthropic", "chat", "responses", "gemini", "ollama"],
+)
+def test_an_error_response_to_a_json_request_is_no_truncation(
+    url: str, request_body: dict[str, Any], headers: list[tuple[str, str]], status: int
+) -> None:
+    exchange = make_exchange(
+        url,
+        request_body,
+        status=status,
+        body=compact(ERROR_BODIES[status]),
+        request_headers=headers,
+    )
+    call = parse(exchange)
+    assert call is not None and call.status_code == status
+    assert (call.truncated, call.truncation_reason) == (False, None)
+    assert call.error_type is not None and call.error
+    # the same request answered 200 with text that is not JSON: that is a cut answer
+    if "anthropic" in url:
+        ok = parse(make_exchange(url, request_body, body=compact(ANTHROPIC_BODY)))
+        assert ok is not None and ok.truncation_reason == "invalid_json"
+
+
 # -- detection, gateways and routes -----------------------------------------------------------
 @pytest.mark.parametrize(
     ("url", "provider"),
@@ -1749,6 +1955,10 @@ def test_fixtures_validate_against_the_installed_sdks() -> None:
     responses = pytest.importorskip("openai.types.responses")
     anthropic_types = pytest.importorskip("anthropic.types")
     chat.ChatCompletion.model_validate(CHAT_BODY)
+    completion = pytest.importorskip("openai.types").Completion
+    completion.model_validate(COMPLETION_BODY)
+    # only the last text chunk: the SDK's type has no null finish_reason, the wire has
+    completion.model_validate(json.loads(completion_stream()[3][6:]))
     for chunk in chat_stream(include_usage=True)[:-1]:
         chat.ChatCompletionChunk.model_validate(json.loads(chunk[6:]))
     responses.Response.model_validate(RESPONSE)

@@ -11,8 +11,9 @@ ANTHROPIC_BASE_URL, as a user's would find the real API):
 - ```text: output of the previous python block's run; each line must appear, in order
   (`…` matches anything, runs of spaces are equal).
 - ```console: `$ ` commands are run (`pytest` in-process, `llmobs` as a subprocess) in the
-  section's directory, without LLMOBS_RECORD_MODE, as on a user's machine; the lines after a
-  command must appear in its output.
+  section's directory, without LLMOBS_RECORD_MODE, as on a user's machine, and a `pytest`
+  that replays (record mode none) without OPENAI_API_KEY / ANTHROPIC_API_KEY, as in CI; the
+  lines after a command must appear in its output.
 - ```sh / ```bash: commands are checked, not run: `--llm-*` flags exist and take valid
   values, `llmobs` lines parse with the real parser, `make` targets and `pip` extras exist.
 - ```yaml: a chaos scenario (loaded with the scenario loader), a GitHub workflow (structure
@@ -160,6 +161,9 @@ class SectionRun:
     def _pytest(self, args: list[str], block: Block) -> tuple[str, bool]:
         with self.monkeypatch.context() as patch:
             patch.delenv("LLMOBS_RECORD_MODE", raising=False)  # the user's defaults
+            if _record_mode(args) == "none":  # a replay, as in CI: no API key at all
+                for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+                    patch.delenv(name, raising=False)
             result = self.pytester.runpytest(*INNER_ARGS, *args)
         output = "\n".join(result.outlines + result.errlines)
         expected = _outcomes(block.directives.get("expect", ""))
@@ -314,6 +318,16 @@ def _console_steps(text: str) -> list[tuple[str, str]]:
         elif steps:
             steps[-1] = (steps[-1][0], steps[-1][1] + line + "\n")
     return steps
+
+
+def _record_mode(args: list[str]) -> str:
+    """The record mode a console `pytest` command runs in (none unless it says otherwise)."""
+    for i, arg in enumerate(args):
+        if arg.startswith("--llm-record-mode="):
+            return arg.split("=", 1)[1]
+        if arg == "--llm-record-mode" and i + 1 < len(args):
+            return args[i + 1]
+    return "none"
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pytest_llmobs.calls import LLMCall
-from pytest_llmobs.testing import ProviderServer, Reply
+from pytest_llmobs.testing import ProviderServer, Reply, error_reply
 from pytest_llmobs.truncation import (
     TRUNCATION_REASONS,
     allowed_reason,
@@ -254,6 +254,63 @@ def test_each_kind_fails_by_default(pytester: pytest.Pytester, provider: Provide
         "invalid_json",
         "openai chat gpt-4o",
         "/v1/chat/completions): JSON output was requested*does not parse as JSON",
+    )
+
+
+ERRORS = """
+SCHEMA = {"format": {"type": "json_schema", "schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"],
+    "additionalProperties": False}}}
+
+def ask(url=URL):
+    client = anthropic.Anthropic(base_url=url, max_retries=0)
+    return client.messages.create(model="claude-test", max_tokens=50, messages=MESSAGES,
+                                  output_config=SCHEMA)
+
+def test_the_error_the_test_expects(llmobs):
+    with pytest.raises(anthropic.BadRequestError):
+        ask()
+    [call] = llmobs.calls
+    assert (call.status_code, call.error_type) == (400, "invalid_request_error")
+    assert call.truncated is False
+
+def test_a_200_that_is_not_json_is_still_cut(llmobs):
+    ask()
+
+@pytest.mark.llm_cassette(record_mode="none")
+def test_cassette_miss(llmobs):
+    with pytest.raises(anthropic.NotFoundError):
+        ask()
+    [call] = llmobs.calls
+    assert (call.status_code, call.error_type) == (404, "llmobs_cassette_miss")
+    assert call.truncated is False
+"""
+
+
+def test_error_responses_are_errors_not_truncation(
+    pytester: pytest.Pytester, provider: ProviderServer
+) -> None:
+    provider.enqueue(error_reply("anthropic", 400, "output_config.format.schema: invalid"))
+    provider.configure(reply="not json")
+    result = run(pytester, ERRORS)
+    result.assert_outcomes(passed=1, failed=2)
+    out = result.stdout.str()
+    # the miss fails its test with the cassette's explanation and nothing else
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_cassette_miss _*",
+            "pytest-llmobs: no cassette */test_cassette_miss.yaml to replay from "
+            "(record mode 'none')",
+        ]
+    )
+    # one truncation in the run: the 200 whose text is not the JSON asked for
+    assert out.count("truncation  not allowed") == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*test_a_200_that_is_not_json_is_still_cut: 1 violation(s)",
+            "  key*",
+            "  truncation  not allowed  invalid_json  default  #1",
+        ]
     )
 
 

@@ -26,10 +26,11 @@ class Miss:
     nodeid: str | None
     path: Path
     mode: str
-    reason: str  # no_match | played | missing | corrupt
+    reason: str  # no_match | played | missing | corrupt | placeholder
     request: StoredRequest | None = None
     cassette: LLMCassette | None = None
     error: str | None = None
+    credential: str | None = None  # placeholder: the variable whose placeholder it carries
     count: int = 1
     key: Any = field(default=None, repr=False)
 
@@ -39,6 +40,11 @@ class Miss:
         if self.reason == "missing":
             return (
                 f"pytest-llmobs: no cassette {self.path} to replay from (record mode '{self.mode}')"
+            )
+        if self.reason == "placeholder":
+            return (
+                f"pytest-llmobs: request blocked: it would reach the network with the replay "
+                f"placeholder for {self.credential} (record mode '{self.mode}')"
             )
         if self.reason == "played":
             return (
@@ -191,6 +197,13 @@ def _same_model(body: Any, model: Any) -> bool:
 
 
 def _next_steps(misses: list[Miss]) -> str:
+    names = [m.credential for m in misses if m.reason == "placeholder" and m.credential]
+    if names:
+        return (
+            f"next: set {', '.join(dict.fromkeys(names))} to record or to call the provider; "
+            "pytest-llmobs supplies a placeholder only so that SDKs can be built for a replay "
+            "(record mode none, llm_allow_hosts on this machine only)"
+        )
     if any(m.reason == "corrupt" for m in misses):
         return (
             "next: fix the file (it was left untouched), or delete it and record again with "

@@ -7,6 +7,7 @@ registers (the chaos pattern).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ import pytest
 
 from ..redaction import Redactor
 from . import naming, vcrpy_version
+from .credentials import AWS, ReplayCredentials
 from .matching import MatchRules
-from .session import CassetteSession, Context
+from .session import CassetteSession, Context, loopback_only
 
 if TYPE_CHECKING:
     from ..capture import Capture
@@ -105,7 +107,10 @@ def install(config: pytest.Config, capture: Capture, settings: Settings) -> Cass
         raise pytest.UsageError(f"--llm-replay-timing / ini llm_replay_timing: {exc}") from None
     redactor = build_redactor(settings)
     rules = MatchRules.build(settings.llm_match_ignore, settings.llm_match_ignore_query)
-    session = CassetteSession(capture.registry, redactor)
+    credentials = _replay_credentials(settings)
+    if credentials is not None:
+        config.add_cleanup(credentials.restore)
+    session = CassetteSession(capture.registry, redactor, credentials)
     capture.interceptor.responders.append(session)  # after chaos: faults are never recorded
     capture.interceptor.listeners.append(session.on_exchange)
     config.addinivalue_line("markers", MARKER)
@@ -113,6 +118,18 @@ def install(config: pytest.Config, capture: Capture, settings: Settings) -> Cass
     config.pluginmanager.register(hooks, "llmobs-cassettes")
     config.stash[HOOKS] = hooks
     return hooks
+
+
+def _replay_credentials(settings: Settings) -> ReplayCredentials | None:
+    """Placeholder credentials when the run replays and nothing can leave the machine."""
+    if settings.llm_record_mode != "none" or not loopback_only(
+        _allow_hosts(settings.llm_allow_hosts)
+    ):
+        return None
+    # Artifacts encrypted with AWS KMS: the plugin's own boto3 call needs the real credentials.
+    key = os.environ.get(settings.llm_encrypt_key_env, "") if settings.llm_encrypt_key_env else ""
+    skip = (AWS,) if key.strip().startswith("aws-kms:") else ()
+    return ReplayCredentials.supply(os.environ, skip=skip)
 
 
 def _allow_hosts(values: Sequence[str]) -> tuple[str, ...]:
@@ -360,6 +377,12 @@ class CassetteHooks:
             self._session_misses = text
             if session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_report_header(self) -> str | None:
+        credentials = self.session.credentials
+        if credentials is None or not credentials.names:
+            return None
+        return "llmobs replay: placeholder credentials for " + ", ".join(credentials.names)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         session = self.session

@@ -15,6 +15,9 @@ For each request the transports see (chaos answers first, and is never recorded)
 5. else: blocked. The client gets a 404 whose body says why (with `x-should-retry: false`
    so SDKs do not retry), and the test fails from the plugin with the full explanation,
    whether or not the app caught the error.
+
+A request that 1, 2 or 4 would send to the network carrying one of the run's placeholder
+credentials (credentials.py) is blocked the same way: a placeholder never leaves the process.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..intercept.exchange import CannedResponse, Exchange
 from ..redaction import Redactor
+from .credentials import ReplayCredentials
 from .explain import Miss, explain
 from .format import CassetteError
 from .interactions import (
@@ -39,7 +43,7 @@ from .matching import MatchRules
 
 if TYPE_CHECKING:
     from ..providers import ProviderRegistry
-    from .cassette import LLMCassette
+    from .cassette import LLMCassette, StoredRequest
 
 # vcrpy (imported with .cassette) costs ~0.4 s to import: only runs that open a cassette pay.
 
@@ -73,9 +77,15 @@ class Context:
 class CassetteSession:
     """Session-wide cassette state: the stack of contexts, misses per test, what was saved."""
 
-    def __init__(self, registry: ProviderRegistry, redactor: Redactor) -> None:
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        redactor: Redactor,
+        credentials: ReplayCredentials | None = None,
+    ) -> None:
         self.registry = registry
         self.redactor = redactor
+        self.credentials = credentials
         self._lock = threading.RLock()
         self._stack: list[Context] = []
         self.current_nodeid: str | None = None
@@ -159,10 +169,10 @@ class CassetteSession:
     # -- the responder -----------------------------------------------------------------------
     def __call__(self, exchange: Exchange) -> CannedResponse | None:
         context = self.current()
-        if context is None or context.mode == "off":
+        if context is None:
             return None
-        if self._allowed(exchange, context.allow_hosts):
-            return None
+        if context.mode == "off" or self._allowed(exchange, context.allow_hosts):
+            return self._leave(exchange, context)
         with self._lock:
             cassette = self._open(context)
             if cassette is None:
@@ -208,9 +218,33 @@ class CassetteSession:
                     cassette=cassette,
                 )
                 return self._block(miss, key)
+            blocked = self._leave(exchange, context, request)
+            if blocked is not None:
+                return blocked
             request.stored["headers"] = redacted_headers(exchange, self.redactor)
             exchange.annotations[_RECORD] = (context, request)
             return None
+
+    def _leave(
+        self, exchange: Exchange, context: Context, request: StoredRequest | None = None
+    ) -> CannedResponse | None:
+        """None lets the request go to the network; a placeholder credential stops it."""
+        name = self.credentials.carried_by(exchange) if self.credentials else None
+        if name is None:
+            return None
+        if request is None:
+            from .cassette import StoredRequest
+
+            request = StoredRequest(request_from_exchange(exchange, self.redactor, headers=False))
+        miss = Miss(
+            self.current_nodeid,
+            context.path,
+            context.mode,
+            "placeholder",
+            request=request,
+            credential=name,
+        )
+        return self._block(miss, ("placeholder", name, exchange.method, request.stored["uri"]))
 
     def _allowed(self, exchange: Exchange, patterns: tuple[str, ...]) -> bool:
         if not patterns or not any(_host_matches(p, exchange) for p in patterns):
@@ -277,16 +311,31 @@ class CassetteSession:
             context.cassette.record(request, StoredResponse(response))
 
 
-def _host_matches(pattern: str, exchange: Exchange) -> bool:
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def loopback_only(patterns: tuple[str, ...]) -> bool:
+    """Whether every `llm_allow_hosts` pattern names this machine: then, in record mode
+    none, no request leaves it (LLM calls replay, other traffic is local or blocked)."""
+    return all(_split_pattern(p)[0] in _LOOPBACK for p in patterns)
+
+
+def _split_pattern(pattern: str) -> tuple[str, str | None]:
+    """`HOST`, `HOST:PORT`, `[::1]:8080`, `*.domain`, `*` → (host, port or None)."""
     pattern = pattern.strip().lower()
-    if pattern == "*":
-        return True
     host, port = pattern, None
     if pattern.startswith("[") and "]" in pattern:  # [::1]:8080
         host, _, rest = pattern[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else None
     elif pattern.count(":") == 1:
         host, port = pattern.split(":")
+    return host, port
+
+
+def _host_matches(pattern: str, exchange: Exchange) -> bool:
+    host, port = _split_pattern(pattern)
+    if host == "*" and port is None:
+        return True
     if port not in (None, "", "*") and str(exchange.port) != port:
         return False
     actual = exchange.host.lower()

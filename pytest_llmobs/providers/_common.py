@@ -170,7 +170,14 @@ def apply_http_error(call: LLMCall, exchange: Exchange, body: Any) -> None:
 
 
 def mark_truncated(call: LLMCall, reason: str) -> None:
-    """Record why the output is partial; the first (most specific) reason wins."""
+    """Record why the output is partial; the first (most specific) reason wins.
+
+    An error response (non-2xx, the cassette's own miss included) carries no answer to be
+    partial: it is an error (`error_type`), never a truncation, whatever the request asked.
+    """
+    status = call.status_code
+    if status is not None and not 200 <= status < 300:
+        return
     if not call.truncated:
         call.truncated = True
         call.truncation_reason = reason

@@ -1,4 +1,6 @@
-"""OpenAI chat completions, as a whole body or as a stream of `data:` chunks.
+"""OpenAI chat completions, as a whole body or as a stream of `data:` chunks; and legacy
+completions (`…/completions`), whose envelope, usage, finish reasons and stream framing are
+chat's, with each choice's text in `text` rather than in a message or a delta.
 
 Both shapes are first reduced to the same `_Reply` (choices with content, refusal and
 tool calls), so a streamed answer and its non-streamed twin yield identical fields.
@@ -81,7 +83,7 @@ class _Reply:
 
 
 def parse_chat(call: LLMCall, exchange: Exchange, request: JSONObject) -> None:
-    """Fill `call` from a chat completions response (either shape)."""
+    """Fill `call` from a chat or legacy completions response (either shape)."""
     if is_event_stream(exchange, call.stream):
         reply = _read_stream(call, exchange)
     else:
@@ -107,7 +109,7 @@ def _read_body(call: LLMCall, exchange: Exchange) -> _Reply:
 def _message_choice(data: JSONObject) -> _Choice:
     message = obj(data.get("message"))
     choice = _Choice(
-        content=_content(message.get("content")),
+        content=_content(message.get("content", data.get("text"))),  # legacy: choice.text
         refusal=text(message.get("refusal")),
         finish_reason=nonempty(data.get("finish_reason")),
     )
@@ -151,7 +153,10 @@ def _merge_chunk(reply: _Reply, chunk: JSONObject) -> bool:
         if choice is None:  # not setdefault: that builds a _Choice for every chunk
             choice = reply.choices[index] = _Choice()
         choice.finish_reason = nonempty(data.get("finish_reason")) or choice.finish_reason
-        output = _merge_delta(choice, obj(data.get("delta"))) or output
+        delta = obj(data.get("delta"))
+        if "text" in data:  # legacy completions: the piece is on the choice itself
+            delta = {"content": data["text"]}
+        output = _merge_delta(choice, delta) or output
     return output
 
 

@@ -1,6 +1,7 @@
 """The OpenAI wire format: recognise a request, then hand it to the right endpoint parser.
 
-Covers chat completions, the Responses API and embeddings on api.openai.com, Azure
+Covers chat completions, legacy completions, the Responses API and embeddings on
+api.openai.com, Azure
 OpenAI (`{resource}.openai.azure.com`, `/openai/…` on another `*.azure.com` host, or any
 host with `/openai/deployments/{name}/`)
 and any OpenAI-compatible server (vLLM, LiteLLM proxy, Groq, DeepSeek, Together, a
@@ -30,9 +31,11 @@ OPENAI = "openai"
 AZURE = "azure.ai.openai"
 
 _Endpoint = Callable[[LLMCall, Exchange, JSONObject], None]
-# path suffix → (operation, parser)
+# path suffix → (operation, parser), tried in order: "/chat/completions" before the legacy
+# "/completions" it ends with. Legacy completions share chat's envelope (see parse_chat).
 _ENDPOINTS: dict[str, tuple[str, _Endpoint]] = {
     "/chat/completions": ("chat", parse_chat),
+    "/completions": ("text_completion", parse_chat),
     "/responses": ("chat", parse_responses),
     "/embeddings": ("embeddings", parse_embeddings),
 }
@@ -85,6 +88,8 @@ def _looks_like(suffix: str, request: JSONObject, deployment: str | None) -> boo
     has_model = nonempty(request.get("model")) is not None or deployment is not None
     if suffix == "/chat/completions":
         return has_model and isinstance(request.get("messages"), list)
+    if suffix == "/completions":
+        return has_model and "prompt" in request
     if suffix == "/embeddings":
         return has_model and "input" in request
     # Responses: a stored prompt may stand in for the model.

@@ -1,8 +1,11 @@
-"""A local fake LLM provider speaking the OpenAI, Azure OpenAI and Anthropic wire formats,
-and (through `_more_apis`) Amazon Bedrock, Gemini and Ollama.
+"""A local fake LLM provider speaking the OpenAI (chat, Responses, legacy completions,
+embeddings), Azure OpenAI and Anthropic wire formats, and (through `_more_apis`) Amazon
+Bedrock, Gemini and Ollama.
 
 Standard library only. Responses are built so that the official SDKs parse them (also with
-``_strict_response_validation=True``): JSON bodies carry ``Content-Length``, streams use
+``_strict_response_validation=True``, except legacy completion stream chunks: their
+``finish_reason`` is null until the last, as the real API sends them and as openai's strict
+type does not allow): JSON bodies carry ``Content-Length``, streams use
 ``Transfer-Encoding: chunked`` with every server-sent event flushed as its own chunk.
 
 Per-request overrides are read from request headers (see ``HEADER_*``); defaults come from
@@ -67,6 +70,8 @@ _Kind = Literal["pre", "content", "post"]
 _Event = tuple[_Kind, bytes]
 
 _EMBEDDING_DIM: Final = 8
+# The legacy completions API stops at 16 tokens when the request sets no max_tokens.
+_COMPLETIONS_DEFAULT_MAX_TOKENS: Final = 16
 _SSE_CONTENT_TYPE: Final = "text/event-stream; charset=utf-8"
 _JSON_CONTENT_TYPE: Final = "application/json"
 _WORD_RE: Final = re.compile(r"\s*\S+")
@@ -288,20 +293,32 @@ def _max_tokens(api: str, body: Mapping[str, Any]) -> int | None:
         "chat": ("max_completion_tokens", "max_tokens"),
         "responses": ("max_output_tokens",),
         "messages": ("max_tokens",),
+        "completions": ("max_tokens",),
     }[api]
     for key in keys:
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    return None
+    return _COMPLETIONS_DEFAULT_MAX_TOKENS if api == "completions" else None
 
 
 def _input_tokens(api: str, body: Mapping[str, Any]) -> int:
     if api == "chat":
         return _count_words(body.get("messages"))
+    if api == "completions":
+        return _prompt_tokens(body.get("prompt"))
     if api == "responses":
         return _count_words(body.get("instructions"), body.get("input"))
     return _count_words(body.get("system"), body.get("messages"))
+
+
+def _prompt_tokens(prompt: object) -> int:
+    """A legacy prompt: text, a list of texts, token ids, or a list of token id lists."""
+    if isinstance(prompt, list) and all(isinstance(p, int) for p in prompt):
+        return len(prompt)
+    if isinstance(prompt, list) and prompt and all(isinstance(p, list) for p in prompt):
+        return sum(_prompt_tokens(p) for p in prompt)
+    return _count_words(prompt)
 
 
 def _embedding(item: object, dim: int) -> list[float]:
@@ -596,6 +613,58 @@ def _chat_events(call: _Call, cid: str) -> list[_Event]:
     events.append(("post", chunk([choice({}, _chat_finish(call))])))
     if include_usage:
         events.append(("post", chunk([], _openai_usage(call))))
+    events.append(("post", b"data: [DONE]\n\n"))
+    return events
+
+
+def _completion_choice(text: str, finish: str | None) -> dict[str, Any]:
+    return {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+
+
+def _completion_usage(call: _Call) -> dict[str, Any]:
+    return {
+        "prompt_tokens": call.input_tokens,
+        "completion_tokens": call.output_tokens,
+        "total_tokens": call.total_tokens,
+    }
+
+
+def _completions_body(call: _Call, cid: str) -> dict[str, Any]:
+    """A legacy completion (`POST /v1/completions`): the text sits on the choice itself."""
+    return {
+        "id": cid,
+        "object": "text_completion",
+        "created": call.created,
+        "model": call.model,
+        "choices": [_completion_choice(call.text, _chat_finish(call))],
+        "usage": _completion_usage(call),
+    }
+
+
+def _completions_events(call: _Call, cid: str) -> list[_Event]:
+    """A streamed legacy completion: the same object per chunk (text pieces, then an empty
+    text with the finish reason), the usage chunk when asked for, then `[DONE]`."""
+    options = call.body.get("stream_options")
+    include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+
+    def chunk(choices: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> bytes:
+        data: dict[str, Any] = {
+            "id": cid,
+            "object": "text_completion",
+            "created": call.created,
+            "choices": choices,
+            "model": call.model,
+        }
+        if include_usage:
+            data["usage"] = usage
+        return b"data: " + _dumps(data) + b"\n\n"
+
+    events: list[_Event] = [
+        ("content", chunk([_completion_choice(piece, None)])) for piece in call.pieces
+    ]
+    events.append(("post", chunk([_completion_choice("", _chat_finish(call))])))
+    if include_usage:
+        events.append(("post", chunk([], _completion_usage(call))))
     events.append(("post", b"data: [DONE]\n\n"))
     return events
 
@@ -1133,6 +1202,8 @@ class _Handler(BaseHTTPRequestHandler):
             api, provider = "messages", "anthropic"
         elif path.endswith("/chat/completions"):
             api, provider = "chat", "azure" if "/openai/deployments/" in path else "openai"
+        elif path.endswith("/completions"):  # legacy completions, after chat's longer suffix
+            api, provider = "completions", "azure" if "/openai/deployments/" in path else "openai"
         elif path.endswith("/responses"):
             api, provider = "responses", "openai"
         elif path.endswith("/embeddings"):
@@ -1179,6 +1250,8 @@ class _Handler(BaseHTTPRequestHandler):
         # cid: response id; item_id: Responses output item id; tool_id: tool call id.
         if api == "chat":
             cid, item_id, tool_id = _rand_id("chatcmpl-", 29), "", ""
+        elif api == "completions":
+            cid, item_id, tool_id = _rand_id("cmpl-", 29), "", ""
         elif api == "responses":
             cid = "resp_" + secrets.token_hex(24)
             item_id = ("fc_" if call.tool else "msg_") + secrets.token_hex(24)
@@ -1188,6 +1261,8 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream") is True:
             if api == "chat":
                 events = _chat_events(call, cid)
+            elif api == "completions":
+                events = _completions_events(call, cid)
             elif api == "responses":
                 events = _responses_events(call, cid, item_id, tool_id)
             else:
@@ -1206,6 +1281,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._wait(ttft_s + delay_s * max(n_pieces - 1, 0))
         if api == "chat":
             self._send_json(200, self._meta(provider, started), _chat_body(call, cid), pretty=True)
+        elif api == "completions":
+            data = _completions_body(call, cid)
+            self._send_json(200, self._meta(provider, started), data, pretty=True)
         elif api == "responses":
             data = _responses_body(
                 call, cid, item_id, tool_id, "incomplete" if call.truncated else "completed"
