@@ -72,13 +72,14 @@ unit: $(STAMP) phoenix
 test: lint typecheck unit
 
 # The floor set: every direct dependency at the lowest release pyproject.toml allows (their
-# own dependencies at the newest that fit). Then the cassette tests again with the vcrpy real
-# suites pin.
+# own dependencies at the newest that fit; check_floors fails if the resolver lifted one). Then
+# the cassette tests again with the vcrpy real suites pin.
 test-floor: phoenix | $(UV)
 	rm -rf .venv-floor
 	$(UV) venv --quiet --python $(PYTHON) .venv-floor
 	$(UV) pip install --quiet --python .venv-floor/bin/python --resolution lowest-direct \
 	  -e '.[$(EXTRAS)]' --group test
+	.venv-floor/bin/python tests/check_floors.py test
 	.venv-floor/bin/python -m pytest $(PYTEST_ARGS)
 	$(UV) pip install --quiet --python .venv-floor/bin/python '$(VCRPY_PINNED)'
 	.venv-floor/bin/python -m pytest -q -rs $(CASSETTE_TESTS)
