@@ -1,14 +1,17 @@
-"""The app's OpenTelemetry is its own: the plugin drops into a suite as is.
+"""The app's OpenTelemetry and async setup are its own: the plugin drops into a suite as is.
 
 The app may set its global TracerProvider at a conftest's import, in a fixture or in a test:
 its exporters get exactly its own spans (as with `-p no:llmobs`), and `llmobs` still has
-the app's spans and its GenAI spans in one tree. Span times may be floats. Runs that set a
-global provider are subprocesses: the slot can be set once per process.
+the app's spans and its GenAI spans in one tree. Span times may be floats. pytest-asyncio
+keeps whatever mode the project chose. Runs that set a global provider are subprocesses:
+the slot can be set once per process.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import re
 
 import pytest
 from google.protobuf import json_format
@@ -204,6 +207,72 @@ def test_float_times(llmobs):
     [inner] = [e for e in events if e.get("name") == "inner"]
     assert inner["dur"] == (t["inner_end"] - t["inner"]) / 1000  # µs
     assert "inner" in (out / "report.html").read_text()
+
+
+# -- pytest-asyncio: the project's mode, untouched ---------------------------------------------
+ASYNC_TESTS = """
+import os
+import openai, pytest, pytest_asyncio
+
+URL = os.environ["LLM_URL"]
+MESSAGES = [{"role": "user", "content": "say hello to the test"}]
+
+
+@pytest_asyncio.fixture
+async def client():
+    client = openai.AsyncOpenAI(base_url=URL + "/v1", max_retries=0)
+    yield client
+    await client.close()
+
+
+@MARK
+async def test_async_call(client, llmobs):
+    await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert [c.request_model for c in llmobs.calls] == ["gpt-4o"]
+    assert [s.name for s in llmobs.spans] == ["chat gpt-4o"]
+
+
+@MARK
+async def test_async_fixture_only(client):
+    assert client.base_url.host == "127.0.0.1"
+
+
+def test_sync_beside(llmobs):
+    assert llmobs.calls == []
+"""
+
+# A fresh project: not INNER_ARGS (which set auto mode), every warning an error. Its ini sets
+# only pytest-asyncio's fixture loop scope, which pytest-asyncio itself warns about when unset,
+# with or without this plugin.
+FRESH_ARGS = ("-p", "no:cacheprovider", "-p", "no:langsmith_plugin", "-W", "error")
+
+
+@pytest.mark.parametrize("mode", ["strict", "auto"])
+def test_async_tests_pass_in_the_projects_mode(
+    pytester: pytest.Pytester, provider: ProviderServer, mode: str
+) -> None:
+    ini = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+    if mode == "auto":
+        ini += "asyncio_mode = auto\n"
+    pytester.makeini(ini)
+    mark = "@pytest.mark.asyncio\n" if mode == "strict" else ""  # strict: marked tests only
+    pytester.makepyfile(test_fresh=ASYNC_TESTS.replace("@MARK\n", mark))
+    result = pytester.runpytest_subprocess(*FRESH_ARGS)
+    result.assert_outcomes(passed=3)
+    output = result.stdout.str() + result.stderr.str()
+    assert re.search(rf"asyncio: mode=(Mode\.)?{mode}", output, re.IGNORECASE), output
+    assert "warning" not in output.lower()
+
+
+def test_the_plugin_needs_no_async_plugin(pytester: pytest.Pytester) -> None:
+    """pytest-asyncio is the project's choice: the plugin does not pull it in, and works
+    without it loaded."""
+    requires = importlib.metadata.requires("pytest-llmobs") or []
+    assert not [r for r in requires if re.match(r"pytest[-_]asyncio\b", r)], requires
+    pytester.makepyfile(test_sync="def test_it(llmobs):\n    assert llmobs.calls == []\n")
+    result = pytester.runpytest_subprocess(*FRESH_ARGS, "-p", "no:asyncio")
+    result.assert_outcomes(passed=1)
+    assert "warning" not in result.stdout.str().lower()
 
 
 def test_the_wrapped_opentelemetry_internals_are_there() -> None:
