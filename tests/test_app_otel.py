@@ -64,10 +64,10 @@ def exported():
 LOG_ARGS = ("-o", "log_cli=true", "--log-cli-level=WARNING")
 
 
-def run_app(pytester: pytest.Pytester, conftest: str, body: str, passed: int) -> None:
+def run_app(pytester: pytest.Pytester, conftest: str, body: str, passed: int, *args: str) -> None:
     pytester.makeconftest(conftest)
     pytester.makepyfile(test_inner=HEADER + body)
-    result = pytester.runpytest_subprocess(*INNER_ARGS, *LOG_ARGS)
+    result = pytester.runpytest_subprocess(*INNER_ARGS, *LOG_ARGS, *args)
     result.assert_outcomes(passed=passed)
     assert "Overriding" not in result.stdout.str() + result.stderr.str()
 
@@ -93,7 +93,10 @@ def test_app_and_llm_spans(llmobs):
     )
 
 
-def test_provider_set_in_a_fixture(pytester: pytest.Pytester, provider: ProviderServer) -> None:
+@pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["plain", "xdist"])
+def test_provider_set_in_a_fixture(
+    pytester: pytest.Pytester, provider: ProviderServer, xdist: tuple[str, ...]
+) -> None:
     """`set_tracer_provider` imported by name before the plugin configured, called in a
     fixture; the test module's tracer was taken before. Baggage the app sets stays off the
     spans its exporter gets (the plugin stamps its captured copy)."""
@@ -104,7 +107,7 @@ def test_provider_set_in_a_fixture(pytester: pytest.Pytester, provider: Provider
 import pytest
 from opentelemetry.trace import set_tracer_provider
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def app_tracing():
     set_tracer_provider(APP_PROVIDER)
     return APP_PROVIDER
@@ -127,8 +130,16 @@ def test_app_and_llm_spans(app_tracing, llmobs):
     assert {s.attributes["gen_ai.conversation.id"] for s in spans.values()} == {"c-1"}
     assert spans["app.query"].parent.span_id == work.get_span_context().span_id
     check_tree(llmobs, work)
+
+def test_another(app_tracing, llmobs):
+    with TRACER.start_as_current_span("app.other") as other:
+        chat("gpt-4o-mini")
+    assert "app.other" in exported()
+    assert sorted(s.name for s in llmobs.spans) == ["app.other", "chat gpt-4o-mini"]
+    check_tree(llmobs, other, "gpt-4o-mini")
 """,
-        passed=1,
+        2,
+        *xdist,
     )
 
 
