@@ -32,7 +32,8 @@ class TestCapture:
     span when `calls` or `spans` is first read after it (at the latest when the test's
     report is made). So a captured call adds a list append to the app's latency, not the
     parsing and span building, and the figures are the same whenever they are read. (When
-    the app's own span processors listen, each call is analysed as it ends: see `Capture`.)
+    other span processors listen for the GenAI spans, each call is analysed as it ends:
+    see `Capture`.)
     """
 
     def __init__(self, nodeid: str, settle: Callable[[TestCapture], None]) -> None:
@@ -83,6 +84,7 @@ class Capture:
 
     def install(self) -> None:
         self.interceptor.install()
+        self.tracing.install()
 
     def shutdown(self) -> None:
         self.interceptor.uninstall()
@@ -110,8 +112,8 @@ class Capture:
         return taken if taken.calls or taken.spans else None
 
     def _on_exchange(self, exchange: Exchange) -> None:
-        """On the call path: only note whose exchange it is (see TestCapture), unless the
-        app's own span processors are listening: they get the GenAI span right away."""
+        """On the call path: only note whose exchange it is (see TestCapture), unless other
+        span processors listen for the GenAI spans: they get each one right away."""
         with self._lock:
             target = self._active or self._outside
             target.pending.append(exchange)

@@ -1,8 +1,12 @@
 """OpenTelemetry side: one GenAI CLIENT span per `LLMCall`, and every finished span routed to
 whoever listens (the per-test capture).
 
-If the app already installed an SDK `TracerProvider` we add our processor to it; otherwise
-we install one, so the app's own `trace.get_tracer(...)` spans are real and captured too.
+The GenAI spans come from the plugin's own SDK `TracerProvider`, never installed globally:
+the global slot stays the app's (see app_provider.py). The app's spans are captured from
+whichever provider the app sets, whenever it does, by a processor that leaves them as the
+app's exporters see them; until it sets one, its `trace.get_tracer(...)` spans come from
+the plugin's provider. Context is global, so a GenAI span is the child of the app's span
+whichever provider made each.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from .app_provider import AppProviders
 from .calls import LLMCall
 from .context import baggage_attributes
 
@@ -54,20 +59,70 @@ class _Router(SpanProcessor):
         return True
 
 
+class _Listener(_Router):
+    """On the app's provider: hands each finished span to `sink` as the app made it. The
+    baggage attributes go on the captured copy only, so the app's exporters get the very
+    spans they would get without the plugin."""
+
+    def __init__(self, sink: Callable[[ReadableSpan], None]) -> None:
+        super().__init__(sink)
+        # by span id: the SDK ends a span by handing out a snapshot, not the span started
+        self._baggage: dict[int, dict[str, str]] = {}
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self.sink is not None and (found := baggage_attributes(parent_context)):
+            self._baggage[span.get_span_context().span_id] = found
+
+    def on_end(self, span: ReadableSpan) -> None:
+        sink = self.sink
+        if sink is None:
+            return
+        found = self._baggage.pop(span.context.span_id, None) if span.context else None
+        sink(_with_attributes(span, {**found, **(span.attributes or {})}) if found else span)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._baggage.clear()
+
+
+def _with_attributes(span: ReadableSpan, attributes: dict[str, Any]) -> ReadableSpan:
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=span.events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
 class Tracing:
     def __init__(
         self,
         sink: Callable[[ReadableSpan], None],
         capture_content: bool = False,
-        provider: TracerProvider | None = None,  # default: the global one (installed if need be)
+        provider: TracerProvider | None = None,  # default: the plugin's own
     ) -> None:
         if provider is None:
-            provider = _global_provider()
+            # not the app's: its exporters get its own spans, as without the plugin
+            provider = TracerProvider(
+                resource=Resource.create({"service.name": "pytest"}), shutdown_on_exit=False
+            )
         self.provider: TracerProvider = provider
+        self.sink = sink
         self._router = _Router(sink)
         provider.add_span_processor(self._router)
         self.tracer = provider.get_tracer(SCOPE)
         self.capture_content = capture_content
+        self.app_providers = AppProviders(provider, self.adopt)
+        self._listeners: list[_Listener] = []
+        self._adopted: list[trace.TracerProvider] = []
         # What `_emit_finished` must reproduce. Without these SDK internals, or with an
         # attribute value length limit set (`OTEL_*ATTRIBUTE_VALUE_LENGTH_LIMIT`: only the
         # SDK cuts values), every span takes the SDK's own path.
@@ -84,15 +139,33 @@ class Tracing:
         )
         self._max_attributes = limits.max_span_attributes if limits is not None else None
 
+    def install(self) -> None:
+        """Capture the app's spans, from whichever provider it sets globally, whenever."""
+        self.app_providers.install()
+
+    def adopt(self, provider: trace.TracerProvider) -> None:
+        """Listen on the app's provider (an SDK one, or anything with `add_span_processor`)."""
+        add = getattr(provider, "add_span_processor", None)
+        if not callable(add) or any(p is provider for p in [self.provider, *self._adopted]):
+            return
+        listener = _Listener(self.sink)
+        add(listener)
+        self._adopted.append(provider)
+        self._listeners.append(listener)
+
     def shutdown(self) -> None:
+        """Stop listening (SDK providers cannot remove a processor: ours go quiet)."""
+        self.app_providers.uninstall()
         self._router.shutdown()
+        for listener in self._listeners:
+            listener.shutdown()
 
     @property
     def shared(self) -> bool:
-        """Whether span processors other than ours listen on the provider (the app's own
-        exporter, say): they must see each GenAI span when its call ends, as they would
-        with any instrumentation. The SDK has no public way to list them; if its insides
-        ever change, answer yes (spans then come out at once, as before)."""
+        """Whether span processors other than ours listen on the GenAI spans' provider (one
+        given to `Tracing`, or added to the plugin's): they must see each GenAI span when
+        its call ends, as they would with any instrumentation. The SDK has no public way to
+        list them; if its insides ever change, answer yes (spans then come out at once)."""
         multi = getattr(self.provider, "_active_span_processor", None)
         processors = getattr(multi, "_span_processors", None)
         if not isinstance(processors, tuple):
@@ -185,18 +258,6 @@ class Tracing:
             )
         )
         return context
-
-
-def _global_provider() -> TracerProvider:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider(resource=Resource.create({"service.name": "pytest"}))
-        trace.set_tracer_provider(provider)
-        # A provider set earlier in this process wins; use whichever is global now.
-        global_provider = trace.get_tracer_provider()
-        if isinstance(global_provider, TracerProvider):
-            provider = global_provider
-    return provider
 
 
 _SIMPLE = frozenset({str, bool, int, float})

@@ -407,38 +407,6 @@ def test_next_test_sees_only_its_own(llmobs):
     )
 
 
-def test_app_tracer_provider_is_extended_not_replaced(
-    pytester: pytest.Pytester, provider: ProviderServer
-) -> None:
-    pytester.makeconftest(
-        """
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-APP_EXPORTER = InMemorySpanExporter()
-_provider = TracerProvider()
-_provider.add_span_processor(SimpleSpanProcessor(APP_EXPORTER))
-trace.set_tracer_provider(_provider)
-"""
-    )
-    run(
-        pytester,
-        """
-from conftest import APP_EXPORTER
-
-def test_both_see_spans(llmobs):
-    with trace.get_tracer("app").start_as_current_span("app.work"):
-        oai().chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    names = {s.name for s in APP_EXPORTER.get_finished_spans()}
-    assert {"app.work", "chat gpt-4o"} <= names  # the app's own exporter still works
-    assert {s.name for s in llmobs.spans} == {"app.work", "chat gpt-4o"}
-""",
-        subprocess=True,  # the global TracerProvider can be set once per process
-    )
-
-
 def test_under_xdist_each_worker_captures_its_tests(
     pytester: pytest.Pytester, provider: ProviderServer
 ) -> None:

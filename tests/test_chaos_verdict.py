@@ -201,25 +201,25 @@ def chat_raw(timeout=5):
 
 SPAN_DUMP = """
 import json, os
-from opentelemetry import trace
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import pytest
+from pytest_llmobs.plugin import CAPTURE
 
-EXPORTER = InMemorySpanExporter()
+SPANS = []
 
 
+@pytest.hookimpl(trylast=True)  # after the plugin's: its capture is there
 def pytest_configure(config):
-    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(EXPORTER))
+    # the plugin's own spans (GenAI, chaos verdicts) come from its own provider, not the app's
+    config.stash[CAPTURE].span_listeners.append(lambda nodeid, span: SPANS.append(span))
 
 
 def pytest_unconfigure(config):
     spans = [{"name": s.name, "attributes": dict(s.attributes or {}),
               "events": [e.name for e in s.events], "links": len(s.links),
               "trace_id": s.context.trace_id}
-             for s in EXPORTER.get_finished_spans()]
+             for s in SPANS]
     with open(os.environ["SPAN_DUMP"], "w") as f:
         json.dump(spans, f, default=list)
-    EXPORTER.shutdown()
 """
 
 

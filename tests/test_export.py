@@ -281,6 +281,32 @@ def test_app_span():
     assert resource["test.case.name"] == "test_inner.py::test_app_span"
 
 
+def test_float_span_times_are_exported_as_integers(
+    pytester: pytest.Pytester, receiver: Receiver
+) -> None:
+    """Instrumentations (and their tests) may give float nanoseconds; OTLP wants integers."""
+    result = run(
+        pytester,
+        """
+def test_float_times():
+    start = float(time.time_ns())
+    span = tracer.start_span("float times", start_time=start)
+    span.add_event("tick", timestamp=start + 1e3)
+    span.end(end_time=start + 2e6)
+    print("TIMES", int(start), int(start + 1e3), int(start + 2e6))
+""",
+        f"--llm-otlp-endpoint={receiver.url}/v1/traces",
+        "-s",
+    )
+    result.assert_outcomes(passed=1)
+    assert "LLMExportWarning" not in result.stdout.str()
+    [line] = [x for x in result.outlines if "TIMES" in x]
+    start, tick, end = map(int, line.split("TIMES")[1].split())
+    [(_, span)] = receiver.spans()
+    assert (span.start_time_unix_nano, span.end_time_unix_nano) == (start, end)
+    assert span.events[0].time_unix_nano == tick
+
+
 def test_dead_endpoint_warns_once_and_the_run_passes(
     pytester: pytest.Pytester, provider: ProviderServer
 ) -> None:

@@ -105,7 +105,7 @@ def redacted_span(span: ReadableSpan, redactor: Redactor, content: bool = True) 
         resource=span.resource,
         attributes=redactor.json(attrs),
         events=[
-            Event(redactor.text(e.name), redactor.json(dict(e.attributes or {})), e.timestamp)
+            Event(redactor.text(e.name), redactor.json(dict(e.attributes or {})), _ns(e.timestamp))
             for e in span.events
         ],
         links=[
@@ -113,10 +113,16 @@ def redacted_span(span: ReadableSpan, redactor: Redactor, content: bool = True) 
         ],
         kind=span.kind,
         status=status,
-        start_time=span.start_time,
-        end_time=span.end_time,
+        start_time=_ns(span.start_time),
+        end_time=_ns(span.end_time),
         instrumentation_scope=scope,
     )
+
+
+def _ns(time: float | None) -> int | None:
+    """A span time as the int OTLP wants: the SDK keeps whatever the app gave, and
+    instrumentations (and their tests) pass `time.time_ns()` as a float too."""
+    return None if time is None else int(time)
 
 
 def _context(redactor: Redactor, context: SpanContext | None) -> SpanContext | None:
