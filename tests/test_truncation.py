@@ -264,8 +264,9 @@ SCHEMA = {"format": {"type": "json_schema", "schema": {
 
 def ask(url=URL):
     client = anthropic.Anthropic(base_url=url, max_retries=0)
+    # extra_body: the same request body from SDK releases before `output_config` existed
     return client.messages.create(model="claude-test", max_tokens=50, messages=MESSAGES,
-                                  output_config=SCHEMA)
+                                  extra_body={"output_config": SCHEMA})
 
 def test_the_error_the_test_expects(llmobs):
     with pytest.raises(anthropic.BadRequestError):
