@@ -253,16 +253,21 @@ def test_sync_beside(llmobs):
 """
 
 # A fresh project: not INNER_ARGS (which set auto mode), every warning an error. Its ini sets
-# only pytest-asyncio's fixture loop scope, which pytest-asyncio itself warns about when unset,
-# with or without this plugin.
+# only pytest-asyncio's fixture loop scope, which pytest-asyncio >= 0.24 itself warns about
+# when unset, with or without this plugin (and which 0.23 does not know).
 FRESH_ARGS = ("-p", "no:cacheprovider", "-p", "no:langsmith_plugin", "-W", "error")
+ASYNCIO_RELEASE = tuple(
+    int(part) for part in importlib.metadata.version("pytest-asyncio").split(".")[:2]
+)
 
 
 @pytest.mark.parametrize("mode", ["strict", "auto"])
 def test_async_tests_pass_in_the_projects_mode(
     pytester: pytest.Pytester, provider: ProviderServer, mode: str
 ) -> None:
-    ini = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+    ini = "[pytest]\n"
+    if ASYNCIO_RELEASE >= (0, 24):
+        ini += "asyncio_default_fixture_loop_scope = function\n"
     if mode == "auto":
         ini += "asyncio_mode = auto\n"
     pytester.makeini(ini)
