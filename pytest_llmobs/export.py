@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from .capture import OUTSIDE, Capture
 from .redaction import Redactor
 from .report.traces import redacted_span
+from .tracing import span_with
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -215,7 +216,7 @@ class LiveExport:
         if self._closed:  # after the end of the run: nothing sends any more
             return
         self.handed += 1
-        self.processor.on_end(_with_resource(span, self._test_resource(span.resource, nodeid)))
+        self.processor.on_end(span_with(span, resource=self._test_resource(span.resource, nodeid)))
 
     def _test_resource(self, base: Resource | None, nodeid: str) -> Resource:
         cached = self._resource
@@ -257,23 +258,6 @@ class LiveExport:
             f"llmobs: {lost} of {self.handed} spans were not exported to {self.endpoint} "
             f"({reason}); the test results are unaffected"
         )
-
-
-def _with_resource(span: ReadableSpan, resource: Resource) -> ReadableSpan:
-    return ReadableSpan(
-        name=span.name,
-        context=span.context,
-        parent=span.parent,
-        resource=resource,
-        attributes=span.attributes,
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
-    )
 
 
 # -- pytest side ------------------------------------------------------------------------------

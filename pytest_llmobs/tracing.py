@@ -12,7 +12,7 @@ whichever provider made each.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -78,20 +78,27 @@ class _Listener(_Router):
         if sink is None:
             return
         found = self._baggage.pop(span.context.span_id, None) if span.context else None
-        sink(_with_attributes(span, {**found, **(span.attributes or {})}) if found else span)
+        sink(span_with(span, attributes={**found, **(span.attributes or {})}) if found else span)
 
     def shutdown(self) -> None:
         super().shutdown()
         self._baggage.clear()
 
 
-def _with_attributes(span: ReadableSpan, attributes: dict[str, Any]) -> ReadableSpan:
+def span_with(
+    span: ReadableSpan,
+    *,
+    attributes: Mapping[str, Any] | None = None,
+    resource: Resource | None = None,
+) -> ReadableSpan:
+    """A copy of a finished span with other attributes or another resource (a finished
+    span cannot be changed)."""
     return ReadableSpan(
         name=span.name,
         context=span.context,
         parent=span.parent,
-        resource=span.resource,
-        attributes=attributes,
+        resource=span.resource if resource is None else resource,
+        attributes=span.attributes if attributes is None else attributes,
         events=span.events,
         links=span.links,
         kind=span.kind,

@@ -54,6 +54,11 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 Key = tuple[str, str, bytes]
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a (lower-case) host name or address is this machine."""
+    return host in _LOOPBACK or host.startswith("127.")
+
+
 @dataclass(frozen=True)
 class Normalized:
     """A request as matching sees it."""
@@ -124,7 +129,7 @@ def normalize_url(uri: str, ignore_query: frozenset[str] = DEFAULT_IGNORE_QUERY)
         return uri
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    if host in _LOOPBACK or host.startswith("127."):
+    if is_loopback(host):
         port = None
     if port is not None and _DEFAULT_PORTS.get(scheme) == port:
         port = None

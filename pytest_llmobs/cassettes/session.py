@@ -39,7 +39,7 @@ from .interactions import (
     response_from_exchange,
     to_canned,
 )
-from .matching import MatchRules
+from .matching import MatchRules, is_loopback
 
 if TYPE_CHECKING:
     from ..providers import ProviderRegistry
@@ -311,13 +311,10 @@ class CassetteSession:
             context.cassette.record(request, StoredResponse(response))
 
 
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
 def loopback_only(patterns: tuple[str, ...]) -> bool:
     """Whether every `llm_allow_hosts` pattern names this machine: then, in record mode
     none, no request leaves it (LLM calls replay, other traffic is local or blocked)."""
-    return all(_split_pattern(p)[0] in _LOOPBACK for p in patterns)
+    return all(is_loopback(_split_pattern(p)[0]) for p in patterns)
 
 
 def _split_pattern(pattern: str) -> tuple[str, str | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import http.client
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from .exchange import CannedResponse, Exchange
@@ -132,15 +132,10 @@ def _patch_reads(interceptor: Interceptor) -> Unpatch:
             if mark is not None:
                 mark[1].finish(mark[0])
 
-    patched = {
-        "read": read_wrapper("read"),
-        "read1": read_wrapper("read1") if "read1" in originals else None,
-        "read_chunked": read_chunked,
-        "close": close,
-    }
+    patched: dict[str, Callable[..., Any]] = {"read_chunked": read_chunked, "close": close}
+    patched |= {name: read_wrapper(name) for name in ("read", "read1") if name in originals}
     for name, function in patched.items():
-        if function is not None:
-            setattr(cls, name, interceptor.wrap(originals[name], function))
+        setattr(cls, name, interceptor.wrap(originals[name], function))
 
     def unpatch() -> None:
         for name, original in originals.items():
