@@ -32,6 +32,21 @@ def _no_github_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _inner_runs_without_pytest_recording(request: pytest.FixtureRequest) -> None:
+    """pytest-recording (and respx, whose plugin imports httpx) is installed for the drop-in
+    tests, which load it on purpose
+    (`@pytest.mark.with_pytest_recording`); every other inner run is a project without it.
+    Set after pytester has cleared PYTEST_ADDOPTS; in-process and subprocess runs read it."""
+    if "pytester" not in request.fixturenames:
+        return
+    if request.node.get_closest_marker("with_pytest_recording") is not None:
+        return
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    request.getfixturevalue("pytester")
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:recording -p no:respx")
+
+
 @pytest.fixture(scope="session")
 def provider_server() -> Iterator[ProviderServer]:
     with ProviderServer() as server:
