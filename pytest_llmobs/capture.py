@@ -73,6 +73,7 @@ class Capture:
         self.registry = ProviderRegistry(routes)
         self.interceptor = Interceptor()
         self.interceptor.listeners.append(self._on_exchange)
+        self.interceptor.recognizes = self.registry.recognizes
         self.tracing = Tracing(self._on_span, capture_content=capture_content)
         # (test id, span) for each span captured: the live export (export.py) listens here
         self.span_listeners: list[Callable[[str, ReadableSpan], None]] = []

@@ -107,7 +107,10 @@ def install(config: pytest.Config, capture: Capture, settings: Settings) -> Cass
         raise pytest.UsageError(f"--llm-replay-timing / ini llm_replay_timing: {exc}") from None
     redactor = build_redactor(settings)
     rules = MatchRules.build(settings.llm_match_ignore, settings.llm_match_ignore_query)
-    credentials = _replay_credentials(settings)
+    # pytest-recording's cassettes may record through vcrpy whatever our mode: a placeholder
+    # key must never reach the network, so its suites keep their own keys.
+    recording = config.pluginmanager.has_plugin("recording")
+    credentials = None if recording else _replay_credentials(settings)
     if credentials is not None:
         config.add_cleanup(credentials.restore)
     session = CassetteSession(capture.registry, redactor, credentials)

@@ -6,7 +6,8 @@ set up or torn down. Calls from threads and tasks a test starts go to the test's
 
 For each request the transports see (chaos answers first, and is never recorded):
 
-1. no cassette in use, or record mode `off`: straight to the network, not recorded;
+1. no cassette in use, record mode `off`, or another recorder or mock answering (vcrpy,
+   respx, responses …: intercept/foreign.py): straight on, not recorded;
 2. a non-LLM request to an allowed host (`llm_allow_hosts`, default loopback): the
    network, not recorded; LLM requests (per provider detection) are always cassette
    business, even to a local server;
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..intercept.exchange import CannedResponse, Exchange
+from ..intercept.foreign import ANSWERED_BY
 from ..redaction import Redactor
 from .credentials import ReplayCredentials
 from .explain import Miss, explain
@@ -169,7 +171,8 @@ class CassetteSession:
     # -- the responder -----------------------------------------------------------------------
     def __call__(self, exchange: Exchange) -> CannedResponse | None:
         context = self.current()
-        if context is None:
+        if context is None or ANSWERED_BY in exchange.annotations:
+            # No cassette in use, or another recorder or mock answers (intercept/foreign.py).
             return None
         if context.mode == "off" or self._allowed(exchange, context.allow_hosts):
             return self._leave(exchange, context)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .exchange import CannedResponse, Exchange
@@ -161,12 +161,20 @@ def _read_timeout(session: Any) -> float | None:
 
 
 class TimedRaw:
-    """Stands in for the urllib3 response botocore reads: timestamps each piece taken."""
+    """Stands in for the urllib3 response botocore reads: timestamps each piece taken.
+    (requests_client uses it too, for a body that is not urllib3's.)"""
 
-    def __init__(self, inner: Any, exchange: Exchange, interceptor: Interceptor) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        exchange: Exchange,
+        interceptor: Interceptor,
+        at_eof: Callable[[Any], bool] | None = None,
+    ) -> None:
         self._inner = inner
         self._exchange = exchange
         self._interceptor = interceptor
+        self._at_eof = at_eof or _at_eof
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -213,7 +221,7 @@ class TimedRaw:
             self._interceptor.finish(self._exchange, error=exc)
             raise
         self._exchange.got_chunk(data)
-        if amt is None or not data or _at_eof(self._inner):
+        if amt is None or not data or self._at_eof(self._inner):
             self._interceptor.finish(self._exchange, complete=True)
         return data
 

@@ -4,6 +4,11 @@ We wrap `HTTPTransport.handle_request` / `AsyncHTTPTransport.handle_async_reques
 below the client's retries, redirects and auth, so one call here is one HTTP attempt,
 and above the connection pool, so the body passes through us chunk by chunk as it
 arrives. Nothing is buffered: each piece is timestamped and handed on at once.
+
+`Client.send` / `AsyncClient.send` are watched too: vcrpy 7 answers from its cassette in
+`Client._send_single_request`, vcrpy 9 and respx replace the transport method itself, so
+such a request never reaches the transport patch and is recorded from the response `send`
+returns (see interceptor.py).
 """
 
 from __future__ import annotations
@@ -71,14 +76,85 @@ def _patch_module(httpx: ModuleType, interceptor: Interceptor) -> list[Unpatch]:
         response.stream = streams["async"](response.stream, exchange)
         return response
 
+    client_cls, async_client_cls = httpx.Client, httpx.AsyncClient
+    original_send, original_async_send = client_cls.send, async_client_cls.send
+
+    def send(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if interceptor.bypassed:
+            return original_send(client, request, *args, **kwargs)
+        started = (time.time(), time.perf_counter())
+        with interceptor.watching() as seen:
+            try:
+                response = original_send(client, request, *args, **kwargs)
+            except BaseException as exc:
+                if not seen:
+                    _observed(httpx, interceptor, request, started, None, None, exc)
+                raise
+        if not seen:
+            _observed(httpx, interceptor, request, started, response, streams["sync"], None)
+        return response
+
+    async def async_send(client: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if interceptor.bypassed:
+            return await original_async_send(client, request, *args, **kwargs)
+        started = (time.time(), time.perf_counter())
+        with interceptor.watching() as seen:
+            try:
+                response = await original_async_send(client, request, *args, **kwargs)
+            except BaseException as exc:
+                if not seen:
+                    _observed(httpx, interceptor, request, started, None, None, exc)
+                raise
+        if not seen:
+            _observed(httpx, interceptor, request, started, response, streams["async"], None)
+        return response
+
     sync_cls.handle_request = interceptor.wrap(original_sync, handle_request)
     async_cls.handle_async_request = interceptor.wrap(original_async, handle_async_request)
+    client_cls.send = interceptor.wrap(original_send, send)
+    async_client_cls.send = interceptor.wrap(original_async_send, async_send)
 
     def unpatch() -> None:
         sync_cls.handle_request = original_sync
         async_cls.handle_async_request = original_async
+        client_cls.send = original_send
+        async_client_cls.send = original_async_send
 
     return [unpatch]
+
+
+def _observed(
+    httpx: ModuleType,
+    interceptor: Interceptor,
+    request: Any,
+    started: tuple[float, float],
+    response: Any,
+    stream_cls: Any,
+    error: BaseException | None,
+) -> None:
+    """Record a request that something above the transport answered (or failed)."""
+    exchange = interceptor.observed(
+        httpx.__name__,
+        request.method,
+        str(request.url),
+        _header_list(request.headers),
+        request.read() if hasattr(request, "read") else b"",
+        started,
+    )
+    if response is None:
+        interceptor.finish(exchange, error=error)
+        return
+    _got_headers(exchange, response)
+    if not response.is_stream_consumed:  # `send(stream=True)`: time the body as it is read
+        response.stream = stream_cls(response.stream, exchange)
+        return
+    try:  # read inside `send`, or built from bytes: decoded already
+        body = response.content
+    except httpx.ResponseNotRead:
+        body = b""
+    exchange.body_decoded = True
+    exchange.got_chunk(body)
+    interceptor.finish(exchange, complete=True)
 
 
 def _begin(httpx: ModuleType, interceptor: Interceptor, request: Any) -> Exchange:

@@ -4,18 +4,26 @@ Client patches (`httpx_clients`, `requests_client`, `aiohttp_client`, `botocore_
 call `begin` when a request reaches a transport, `respond` to let replay or chaos answer
 instead of the network, and `finish` once the body has been read to the end, failed, or
 been closed. Listeners (providers → spans, cassette recording) run on finish.
+
+Another recorder or mock (vcrpy, respx, responses …, see foreign.py) may answer before a
+request reaches our patch. Each client's public entry point (httpx's `Client.send`,
+requests' `Session.send`) is therefore watched too: a request that went through it but
+never reached our patch is recorded from what the client received (`observed`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
 
+from . import foreign
 from .exchange import CannedResponse, Exchange
 from .imports import PostImportHooks
 
@@ -33,6 +41,8 @@ class Interceptor:
         self.responders: list[Responder] = []
         self.listeners: list[Listener] = []
         self.listener_errors: list[BaseException] = []
+        # Whether an exchange is an LLM call (the capture's provider detection).
+        self.recognizes: Callable[[Exchange], bool] = lambda exchange: False
         self._pending: dict[int, Exchange] = {}
         self._lock = threading.Lock()
         self._unpatches: list[Unpatch] = []
@@ -41,6 +51,8 @@ class Interceptor:
         # is installed on top, we pass traffic straight through and see nothing.
         self.suspended = 0
         self._nested_over: set[Interceptor] = set()
+        # The exchanges begun inside the innermost `watching` block of this context.
+        self._seen: ContextVar[list[Exchange] | None] = ContextVar("llmobs_seen", default=None)
 
     @property
     def bypassed(self) -> bool:
@@ -79,7 +91,9 @@ class Interceptor:
 
     def wrap(self, original: Callable[..., Any], patched: Callable[..., Any]) -> Callable[..., Any]:
         """Mark `patched` as ours; if `original` belongs to another interceptor, suspend it."""
-        outer = getattr(original, "_llmobs_interceptor", None)
+        # `functools.wraps` copies a function's __dict__, mark included: vcrpy's stubs wrap
+        # whatever they find, so only a function whose code is ours counts as ours.
+        outer = getattr(original, "_llmobs_interceptor", None) if foreign.ours(original) else None
         if isinstance(outer, Interceptor) and outer is not self and outer not in self._nested_over:
             self._nested_over.add(outer)
             outer.suspended += 1
@@ -107,8 +121,45 @@ class Interceptor:
             parent_context=otel_context.get_current(),
         )
         exchange.annotations["read_timeout"] = read_timeout
+        answered_by = foreign.answerer(client)
+        if answered_by is not None:
+            # Its cassette or mock owns the answer: ours steps aside (cassettes/session.py).
+            exchange.annotations[foreign.ANSWERED_BY] = answered_by
+            exchange.source = answered_by
+        seen = self._seen.get()
+        if seen is not None:
+            seen.append(exchange)
         with self._lock:
             self._pending[id(exchange)] = exchange
+        return exchange
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[list[Exchange]]:
+        """Around a client's public entry point: the exchanges our transport patches begin
+        inside it. None means something above them answered, for `observed` to record."""
+        seen: list[Exchange] = []
+        token = self._seen.set(seen)
+        try:
+            yield seen
+        finally:
+            self._seen.reset(token)
+
+    def observed(
+        self,
+        client: str,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        started: tuple[float, float],
+    ) -> Exchange:
+        """An exchange answered above our patches, begun after the fact (`started` is the
+        (time.time(), perf_counter) pair taken when the client was called)."""
+        exchange = self.begin(client, method, url, headers, body)
+        exchange.started_at, exchange.t0 = started
+        if foreign.ANSWERED_BY not in exchange.annotations:  # a patch we do not know
+            exchange.annotations[foreign.ANSWERED_BY] = foreign.UNKNOWN
+            exchange.source = foreign.UNKNOWN
         return exchange
 
     def respond(self, exchange: Exchange) -> CannedResponse | None:

@@ -4,6 +4,9 @@
 unread. The body then flows out of urllib3's `HTTPResponse.read` / `read1` /
 `read_chunked`, which we wrap at class level but act on only for responses we marked,
 so each piece is timestamped as the app receives it (already content-decoded).
+
+`Session.send` is watched too: responses and requests-mock answer above the adapter, so
+such a request is recorded from the response `Session.send` returns (interceptor.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
+from .botocore_client import TimedRaw
 from .exchange import CannedResponse, Exchange
 from .interceptor import Interceptor, Unpatch, fail_delay, wait_until
 
@@ -24,7 +28,80 @@ def install(interceptor: Interceptor) -> list[Unpatch]:
         import requests.adapters
     except ImportError:
         return []
-    return [_patch_send(requests.adapters.HTTPAdapter, interceptor), _patch_reads(interceptor)]
+    return [
+        _patch_send(requests.adapters.HTTPAdapter, interceptor),
+        _patch_session_send(requests.sessions.Session, interceptor),
+        _patch_reads(interceptor),
+    ]
+
+
+def _patch_session_send(session_cls: Any, interceptor: Interceptor) -> Unpatch:
+    original = session_cls.send
+
+    def send(session: Any, request: Any, **kwargs: Any) -> Any:
+        if interceptor.bypassed:
+            return original(session, request, **kwargs)
+        started = (time.time(), time.perf_counter())
+        with interceptor.watching() as seen:
+            try:
+                response = original(session, request, **kwargs)
+            except BaseException as exc:
+                if not seen:
+                    interceptor.finish(_observed(interceptor, request, started), error=exc)
+                raise
+        if not seen:
+            exchange = _observed(interceptor, request, started)
+            exchange.body_decoded = True
+            exchange.got_headers(
+                response.status_code, list(response.headers.items()), response.reason or ""
+            )
+            if response._content_consumed:  # read inside send (stream=False)
+                exchange.got_chunk(response.content or b"")
+                interceptor.finish(exchange, complete=True)
+            else:
+                _follow_body(response, exchange, interceptor)
+        return response
+
+    session_cls.send = interceptor.wrap(original, send)
+
+    def unpatch() -> None:
+        session_cls.send = original
+
+    return unpatch
+
+
+def _follow_body(response: Any, exchange: Exchange, interceptor: Interceptor) -> None:
+    """Time the body as the app reads it: urllib3's own response through the read wrappers
+    below; another body object (vcrpy's VCRHTTPResponse) through a stand-in."""
+    import urllib3.response
+
+    raw = response.raw
+    if type(raw).read is urllib3.response.HTTPResponse.read:
+        setattr(raw, _MARK, (exchange, interceptor))
+    elif hasattr(raw, "stream"):
+        response.raw = TimedRaw(raw, exchange, interceptor, at_eof=lambda raw: False)
+    else:
+        response.raw = _TimedReads(raw, exchange, interceptor, at_eof=lambda raw: False)
+
+
+class _TimedReads(TimedRaw):
+    """For a body without `stream()`: requests then reads it in `read(n)` calls to the
+    empty one, and must keep doing so through us."""
+
+    @property
+    def stream(self) -> Any:
+        raise AttributeError("stream")
+
+
+def _observed(interceptor: Interceptor, request: Any, started: tuple[float, float]) -> Exchange:
+    return interceptor.observed(
+        "requests",
+        request.method or "GET",
+        request.url or "",
+        [(k, v) for k, v in request.headers.items()],
+        _body_bytes(request.body),
+        started,
+    )
 
 
 def _patch_send(adapter_cls: Any, interceptor: Interceptor) -> Unpatch:
@@ -56,7 +133,7 @@ def _patch_send(adapter_cls: Any, interceptor: Interceptor) -> Unpatch:
         exchange.got_headers(
             response.status_code, list(response.raw.headers.items()), response.reason or ""
         )
-        setattr(response.raw, _MARK, (exchange, interceptor))
+        _follow_body(response, exchange, interceptor)
         return response
 
     adapter_cls.send = interceptor.wrap(original, send)
