@@ -8,8 +8,9 @@ every byte and its timing).
 
 Loading and saving are ours: vcrpy's `_load`/`_save` and what they keep (`_loaded_count`,
 `drop_unused_requests`, the "all" mode's re-record merge) differ from one vcrpy release to
-the next, and we read and write our own format anyway. So the plugin works the same with
-every vcrpy from 7.0 on (`vcrpy_version` checks the floor when pytest starts).
+the next, and we read and write the files ourselves (our format; vcrpy's for a file that
+was vcrpy's, see `_dumps`). So the plugin works the same with every vcrpy from 7.0 on
+(`vcrpy_version` checks the floor when pytest starts).
 
 One vcrpy internal is used, for speed: `_responses`, see `LLMCassette._responses`. Stored
 requests and responses wrap the dicts read from the file and are materialised lazily
@@ -280,12 +281,22 @@ class LLMCassette(Cassette):  # type: ignore[misc]
         return kept + fresh
 
     def _dumps(self, pairs: list[tuple[Any, Any]]) -> str:
-        """Interactions read from a vcrpy file are redacted first; ours go back as they were
-        read (byte for byte when this run did not parse them)."""
+        """The file's text. A file that is a vcrpy cassette stays one (pytest-recording and
+        vcrpy keep reading it; this run's interactions lose their timing there); any other
+        file, new ones included, is written in our format. Interactions read from a vcrpy
+        file are redacted first; ours go back as they were read (byte for byte when this
+        run did not parse them)."""
+        from .vcrpy_compat import dumps_vcrpy, vcrpy_serializer
+
+        serializer = vcrpy_serializer(self.path)
         out: list[tuple[Any, Any]] = []
         for request, response in pairs:
             if request.foreign:
                 out.append(redact_stored((request.stored, response.stored), self.redactor))
+            elif serializer is not None:
+                out.append((request.stored, response.stored))
             else:
                 out.append((request.raw, response.raw))
+        if serializer is not None:
+            return dumps_vcrpy(out, self.path, serializer)
         return dumps_document(out)
