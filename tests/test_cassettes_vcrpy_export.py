@@ -28,6 +28,7 @@ import yaml
 from inner import INNER_ARGS
 from test_cassettes_format import vcrpy_yaml
 
+from pytest_llmobs.atomic import write_atomic
 from pytest_llmobs.cassettes.cassette import LLMCassette, StoredRequest, StoredResponse
 from pytest_llmobs.cassettes.cli import _served
 from pytest_llmobs.cassettes.format import (
@@ -36,7 +37,6 @@ from pytest_llmobs.cassettes.format import (
     encode_body,
     encode_chunk,
     load,
-    write_atomic,
 )
 from pytest_llmobs.cassettes.interactions import to_canned
 from pytest_llmobs.cassettes.matching import MatchRules

@@ -32,6 +32,7 @@ from vcr.cassette import Cassette
 from vcr.record_mode import RecordMode
 from vcr.request import HeadersDict, Request
 
+from ..atomic import write_atomic
 from ..redaction import Redactor
 from .format import (
     CassetteMissing,
@@ -40,7 +41,6 @@ from .format import (
     dumps_document,
     headers_from_stored,
     load,
-    write_atomic,
 )
 from .interactions import redact_stored
 from .matching import Key, MatchRules, Normalized

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomic
 from ..redaction import Redactor
 from .format import (
     CassetteError,
@@ -34,7 +35,6 @@ from .format import (
     dumps_document,
     interactions_of,
     load,
-    write_atomic,
 )
 from .interactions import redact_stored, to_canned
 
