@@ -174,8 +174,8 @@ def _closest(cassette: LLMCassette, request: StoredRequest) -> list[str]:
     vcrpy = cassette.vcrpy_differences(request, index)
     if vcrpy:  # a vcrpy-written interaction, matched the way vcrpy matches it
         match_on = [getattr(m, "__name__", str(m)) for m in cassette.rules.vcrpy_match_on or ()]
-        lines.append(f"    matched the way vcrpy does (match_on: {', '.join(match_on)}); it fails:")
-        lines.extend(f"      {line}" for line in vcrpy)
+        lines.append(f"    matched the way vcrpy does (match_on: {', '.join(match_on)})")
+        lines.append(f"    vcrpy's matchers that differ: {', '.join(vcrpy)}")
     if closest.method != incoming.method:
         lines.append(f"    method: recorded {closest.method}, sent {incoming.method}")
     if closest.url != incoming.url:

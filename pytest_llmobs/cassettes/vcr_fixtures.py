@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import vcr_config as rules
-from .hooks import CONTEXT, HOOKS
+from .hooks import HOOKS
 from .matching import VCRPY_DEFAULT_MATCH_ON
 from .vcr_network import blocked
 
@@ -110,7 +110,7 @@ def allow_private_ips(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture(autouse=True)
 def block_network(request: pytest.FixtureRequest, _llmobs_vcr: VcrTest | None) -> Iterator[None]:
     """--block-network / `block_network`: socket connections fail during the test except
-    to the allowed hosts, unless the test's cassette is recording."""
+    to the allowed hosts, unless it is a `vcr` test whose cassette is recording."""
     marker = request.node.get_closest_marker("block_network")
     if marker is not None and (marker.args or not set(marker.kwargs) <= _BLOCK_ARGS):
         pytest.fail(
@@ -122,9 +122,8 @@ def block_network(request: pytest.FixtureRequest, _llmobs_vcr: VcrTest | None) -
     if marker is None and not request.config.getoption("block_network", False):
         yield
         return
-    context = request.node.stash.get(CONTEXT, None)
-    if context is not None and context.mode in rules.RECORDING:
-        yield
+    if _llmobs_vcr is not None and _llmobs_vcr.context.mode in rules.RECORDING:
+        yield  # pytest-recording's rule: only a `vcr` test that records reaches the network
         return
     hosts = request.getfixturevalue("allowed_hosts")
     private = request.getfixturevalue("allow_private_ips")

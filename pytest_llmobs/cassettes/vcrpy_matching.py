@@ -84,10 +84,10 @@ def matches(live: Request, recorded: Request, match_on: Sequence[Any]) -> bool:
 
 
 def differences(live: Request, recorded: Request, match_on: Sequence[Any]) -> list[str]:
-    """vcrpy's explanation of why two requests differ: one line per failing matcher."""
+    """The matchers that fail, with vcrpy's reason when it is one line (`port (8080 != 9)`)."""
     _, failures = vcr_matchers.get_matchers_results(live, recorded, [matcher(m) for m in match_on])
     out = []
-    for name, message in failures:
-        text = " ".join(str(message or "").split())
-        out.append(f"{name}: {text[:200]}" if text else str(name))
+    for name, message in failures:  # a one-line reason is shown; a body diff is not
+        lines = str(message or "").strip().splitlines()
+        out.append(f"{name} ({lines[0][:120]})" if len(lines) == 1 else str(name))
     return out
