@@ -268,7 +268,8 @@ def vcr_cassette_dir(request):
 @pytest.fixture
 def keep(request):
     \"\"\"Test harness: what each test got, and the LLM calls pytest-llmobs saw.\"\"\"
-    results = pathlib.Path(os.environ["RESULTS"])
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "")  # under -n 2
+    results = pathlib.Path(os.environ["RESULTS"] + worker)
 
     def save(out):
         calls = []
@@ -480,6 +481,12 @@ def test_a_pytest_recording_suite_replays_the_same_with_pytest_llmobs_alone(
     bedrock = calls["test_assistant.py::test_bedrock_converse[claude/v1]"]
     assert [c[:3] for c in bedrock] == [["aws.bedrock", "replay", 200]] and bedrock[0][3] > 0
     assert all(c[1] == "replay" and c[3] > 0 for each in calls.values() for c in each)
+    # the same under pytest-xdist: each worker serves pytest-recording's surface itself
+    xdist = pytester.runpytest_subprocess(
+        *INNER_ARGS, "-p", "no:respx", "-p", "no:recording", "--record-mode=none", "-n", "2"
+    )
+    xdist.assert_outcomes(passed=len(expected) - len(FAIL_ON_REPLAY), failed=len(FAIL_ON_REPLAY))
+    assert tree(folder) == recorded
     text = "\n".join(llmobs.outlines)
 
     assert "pytest-llmobs: request not in cassette (record mode 'none')" in text
@@ -813,3 +820,55 @@ def test_llm_match_vcrpy_cassettes(
     assert got == passed
     if "test_marked" not in passed:
         result.stdout.fnmatch_lines(["*vcrpy's matchers that differ: port (* != 9)*"])
+
+
+# -- recording through pytest-llmobs, with vcrpy's filters ---------------------------------------
+FILTERED = """
+import os, uuid, openai, pytest
+
+
+@pytest.fixture
+def vcr_config():
+    return {"filter_headers": [("x-team", "TEAM")], "filter_query_parameters": ["session"],
+            "allow_playback_repeats": True}
+
+
+@pytest.mark.vcr
+def test_twice(vcr, disable_recording):
+    client = openai.OpenAI(base_url=os.environ["LLM_URL"] + "/v1", api_key="sk-test-0000",
+                           max_retries=0, default_headers={"x-team": "red"},
+                           default_query={"session": str(uuid.uuid4())})
+    for _ in range(2):
+        client.chat.completions.create(model="gpt-4o",
+                                       messages=[{"role": "user", "content": "hi"}])
+    if disable_recording:
+        assert vcr is None
+    else:
+        assert vcr.play_count == 2 and len(vcr.data) == 1
+"""
+
+
+def test_recording_through_pytest_llmobs_applies_vcrpy_filters(
+    pytester: pytest.Pytester, provider: ProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_filtered=FILTERED)
+    pytester.runpytest(*INNER_ARGS, "--record-mode=once").assert_outcomes(passed=1)
+    assert len(provider.requests) == 1  # the repeat replayed (allow_playback_repeats)
+    assert provider.requests[0].headers["x-team"] == "red"
+    cassette = pytester.path / "cassettes" / "test_filtered" / "test_twice.yaml"
+    [interaction] = json.loads(cassette.read_text())["interactions"]
+    request = interaction["request"]
+    assert "session=" not in request["uri"]
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert headers["x-team"] == ["TEAM"] and "sk-test-0000" not in cassette.read_text()
+    recorded = cassette.read_bytes()
+
+    monkeypatch.setenv("LLM_URL", dead_url())  # another session id, replayed twice, offline
+    pytester.runpytest(*INNER_ARGS, "--record-mode=none").assert_outcomes(passed=1)
+    assert cassette.read_bytes() == recorded
+
+    monkeypatch.setenv("LLM_URL", provider.url)
+    pytester.runpytest(*INNER_ARGS, "--record-mode=none", "--disable-recording").assert_outcomes(
+        passed=1
+    )
+    assert len(provider.requests) == 3 and cassette.read_bytes() == recorded
