@@ -22,7 +22,8 @@ EXTRAS := bedrock,encrypt,kms,otlp,alerts,proxy
 # Real suites pin vcrpy 8 (pytest-recording's users): the floor run checks it as well.
 VCRPY_PINNED := vcrpy>=8,<9
 CASSETTE_TESTS := tests/test_vcrpy_versions.py tests/test_cassettes.py tests/test_cassettes_format.py \
-	tests/test_foreign_cassettes.py tests/test_cassettes_vcrpy_export.py tests/test_coexist.py
+	tests/test_foreign_cassettes.py tests/test_cassettes_vcrpy_export.py tests/test_coexist.py \
+	tests/test_vcr_switch.py
 
 .PHONY: test demo lint typecheck unit bench clean phoenix lock test-floor test-latest
 

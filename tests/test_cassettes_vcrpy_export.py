@@ -534,8 +534,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProviderServer]:
 @pytest.fixture
 def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    pytester.makepyfile(test_export=SUITE)
-    return pytester.path / "cassettes" / "test_export"
+    pytester.makepyfile(test_exported_suite=SUITE)
+    return pytester.path / "cassettes" / "test_exported_suite"
 
 
 def run(
