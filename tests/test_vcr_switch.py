@@ -26,7 +26,7 @@ from inner import INNER_ARGS
 from test_cassettes import dead_url
 from test_cassettes_format import vcrpy_yaml
 
-from pytest_llmobs.cassettes import vcr_config
+from pytest_llmobs.cassettes import vcr_config, vcrpy_version
 from pytest_llmobs.cassettes.cassette import LLMCassette, StoredRequest
 from pytest_llmobs.cassettes.matching import MatchRules, RequestFilters
 from pytest_llmobs.cassettes.vcr_compat import recording_will_load
@@ -844,20 +844,27 @@ def test_twice(vcr, disable_recording):
     if disable_recording:
         assert vcr is None
     else:
-        assert vcr.play_count == 2 and len(vcr.data) == 1
+        taped = int(os.environ["TAPED"])  # what vcrpy itself does with the repeat
+        assert vcr.play_count == 2 and len(vcr.data) == taped
 """
+
+# allow_playback_repeats replays a repeat on a cassette being recorded from vcrpy 9 on;
+# vcrpy 7 and 8 play nothing from a cassette that was not loaded, so record it twice.
+TAPED = 1 if vcrpy_version.release(vcrpy_version.installed() or "0") >= (9,) else 2
 
 
 def test_recording_through_pytest_llmobs_applies_vcrpy_filters(
     pytester: pytest.Pytester, provider: ProviderServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytester.makepyfile(test_filtered=FILTERED)
+    monkeypatch.setenv("TAPED", str(TAPED))
     pytester.runpytest(*INNER_ARGS, "--record-mode=once").assert_outcomes(passed=1)
-    assert len(provider.requests) == 1  # the repeat replayed (allow_playback_repeats)
+    assert len(provider.requests) == TAPED
     assert provider.requests[0].headers["x-team"] == "red"
     cassette = pytester.path / "cassettes" / "test_filtered" / "test_twice.yaml"
-    [interaction] = json.loads(cassette.read_text())["interactions"]
-    request = interaction["request"]
+    interactions = json.loads(cassette.read_text())["interactions"]
+    assert len(interactions) == TAPED
+    request = interactions[0]["request"]
     assert "session=" not in request["uri"]
     headers = {k.lower(): v for k, v in request["headers"].items()}
     assert headers["x-team"] == ["TEAM"] and "sk-test-0000" not in cassette.read_text()
@@ -871,4 +878,4 @@ def test_recording_through_pytest_llmobs_applies_vcrpy_filters(
     pytester.runpytest(*INNER_ARGS, "--record-mode=none", "--disable-recording").assert_outcomes(
         passed=1
     )
-    assert len(provider.requests) == 3 and cassette.read_bytes() == recorded
+    assert len(provider.requests) == TAPED + 2 and cassette.read_bytes() == recorded
