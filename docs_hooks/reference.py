@@ -103,19 +103,29 @@ def _see(links: list[tuple[str, str]]) -> str:
 
 
 def options_table(see: Mapping[str, list[tuple[str, str]]] | None = None) -> str:
+    """One entry per option: a heading (anchor: the ini key), where to set it, what it does.
+    Headings, not a table: the flags and help texts are too long for table cells."""
     see = see or {}
-    rows = []
+    parts = []
     for option in _options():
         what = plain(option.help.rstrip(".")) + "."
         if option.choices:
             what += " One of " + ", ".join(code(c) for c in option.choices) + "."
         if option.kind == "linelist":
             what += " Repeatable; one value per line in the ini file."
-        names = f"{code(flag_usage(option))}<br>ini {code(option.name)}"
+        where = [f"ini {code(option.name)}"]
         if option.env:
-            names += f"<br>env {code(option.env)}"
-        rows.append((names, default_text(option), what + _see(see.get(option.name, []))))
-    return table(("option", "default", "what"), rows)
+            where.append(f"env {code(option.env)}")
+        where.append(f"default {default_text(option)}")
+        parts.append(
+            f"#### {code(flag_usage(option))} {{ #{option.name} }}\n\n"
+            + " · ".join(where)
+            + "\n\n"
+            + what
+            + _see(see.get(option.name, []))
+            + "\n"
+        )
+    return "\n".join(parts)
 
 
 def env_table() -> str:
