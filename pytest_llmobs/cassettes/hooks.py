@@ -285,6 +285,16 @@ class CassetteHooks:
         if _SPEC_ERROR in item.stash:
             pytest.fail(f"usage error: {item.stash[_SPEC_ERROR]}", pytrace=False)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        """Open the test's cassette before its body, after the fixtures that may move it:
+        vcrpy's import (~0.4 s, once per process), reading and indexing the file must not
+        sit between a request's start and its first byte, where they would be timed as the
+        call's latency (and recorded as its timing)."""
+        context = item.stash.get(CONTEXT, None)
+        if context is not None and not context.closed:
+            self.session.prepare(context)
+
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
         try:
@@ -323,6 +333,7 @@ class CassetteHooks:
             lambda: session.close(context, "failed" if context.failed else "passed")
         )
         session.push(context)
+        session.prepare(context)  # before the fixture's first request: pytest_runtest_call
         try:
             result = yield
         except BaseException:

@@ -160,6 +160,18 @@ class CassetteSession:
         with self._lock:
             return self._open(context)
 
+    def prepare(self, context: Context) -> None:
+        """Open the context's cassettes ahead of its first request, when that request will
+        need them: there is a file to replay, or the mode records (the live request must be
+        timed without vcrpy's import in it). In mode none with no file every LLM request is
+        blocked anyway, and a run that replays nothing never imports vcrpy."""
+        if context.mode == "off" or context.opened:
+            return
+        paths = (context.path, *context.extra_paths)
+        if context.mode == "none" and not any(path.exists() for path in paths):
+            return
+        self.open(context)
+
     def _open(self, context: Context) -> LLMCassette | None:
         if not context.opened:
             context.opened = True
