@@ -62,6 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.llm_chaos_seed,
         price,
         verdict=settings.llm_chaos_verdict,
+        gate=settings.llm_chaos_gate,
     )
     hooks = cassettes.install(config, capture, settings)  # after chaos: faults never recorded
     vcr_compat.install(config, hooks)  # pytest-recording's markers and fixtures, or its tests

@@ -77,6 +77,15 @@ OPTIONS: tuple[Option, ...] = (
         env="LLMOBS_CHAOS_VERDICT",
     ),
     Option(
+        "llm_chaos_gate",
+        "what a failing resilience verdict does to a test that had faults injected (marker, "
+        "matrix or --llm-chaos): fail the test, warn (it passes; the verdict is reported), "
+        "or off",
+        default="fail",
+        choices=("fail", "warn", "off"),
+        env="LLMOBS_CHAOS_GATE",
+    ),
+    Option(
         "llm_budget_mode",
         "what a violated llm_budget, a truncated answer or the session budget does: fail "
         "the test / run, warn (LLMBudgetWarning and a terminal note), or off (not checked)",
@@ -307,6 +316,7 @@ class Settings:
     llm_chaos: str = ""
     llm_chaos_seed: int | None = None
     llm_chaos_verdict: str = ""
+    llm_chaos_gate: str = "fail"
     llm_budget_mode: str = "fail"
     llm_session_budget: str = ""
     llm_prices: str = ""

@@ -190,7 +190,7 @@ def test_skips_a_malformed_event(llmobs):
 
 @pytest.mark.llm_chaos("stream_truncated")
 def test_the_report_verdict_fails_too(llmobs):
-    stream_text(chat(stream=True))  # no assert_resilient: the report still says "fail"
+    stream_text(chat(stream=True))  # no assert_resilient: llm_chaos_gate fails it anyway
 """
 
 BAD_HELPERS = """
@@ -259,7 +259,11 @@ def test_badly_behaved_clients_fail(
     pytester.makeconftest(SPAN_DUMP)
     pytester.makepyfile(test_inner=HEADER + BAD_HELPERS + BAD)
     reprec = pytester.inline_run(*INNER_ARGS, "--llm-chaos-seed=7")
-    reprec.assertoutcome(passed=13)
+    # The others read the verdict themselves (resilience(), assert_resilient()) and pass;
+    # the one that does not is failed by llm_chaos_gate, as its verdict is.
+    [failed] = [r.nodeid for r in reprec.getreports("pytest_runtest_logreport") if r.failed]
+    assert failed.endswith("::test_the_report_verdict_fails_too")
+    reprec.assertoutcome(passed=12, failed=1)
     verdicts = _payloads(reprec)
     assert verdicts["test_the_report_verdict_fails_too"]["status"] == "fail"
     assert verdicts["test_no_retry"]["status"] == "fail"
@@ -408,3 +412,54 @@ def test_policy_round_trips_and_defaults() -> None:
     assert Policy.parse("") == Policy() and Policy().describe() == ""
     with pytest.raises(ValueError, match=r"valid keys: .*max_read_timeout_s"):
         Policy.parse("bogus=1")
+
+
+GATED = """
+@pytest.mark.llm_chaos("rate_limit", retry_after=0)
+def test_gives_up_on_a_rate_limit(llmobs):
+    try:
+        chat()
+    except openai.RateLimitError:
+        pass  # the app swallows it: the call was never retried
+
+
+@pytest.mark.llm_chaos("rate_limit", retry_after=0)
+def test_reads_its_own_verdict(llmobs):
+    try:
+        chat()
+    except openai.RateLimitError:
+        pass
+    assert llmobs.resilience().status == "fail"  # a known-bad client, documented
+
+
+def test_no_faults(llmobs):
+    chat()
+"""
+
+
+@pytest.mark.parametrize("gate", ["fail", "warn", "off"])
+def test_the_chaos_gate_decides_one_outcome_for_every_output(
+    pytester: pytest.Pytester, provider: ProviderServer, gate: str
+) -> None:
+    """A failing verdict fails its test by default (llm_chaos_gate = fail): pytest, the exit
+    status, pytest's --junitxml and llmobs-junit.xml say the same; warn and off leave it
+    passed everywhere. A test that reads its verdict itself decides for itself."""
+    pytester.makepyfile(test_inner=HEADER + GATED)
+    result = pytester.runpytest(
+        *INNER_ARGS,
+        "--llm-chaos-seed=7",
+        f"--llm-chaos-gate={gate}",
+        "--junitxml=pytest-junit.xml",
+        "--llm-artifacts=artifacts",
+    )
+    gated = gate == "fail"
+    result.assert_outcomes(passed=2 if gated else 3, failed=1 if gated else 0)
+    assert result.ret == (1 if gated else 0)
+    if gated:
+        result.stdout.fnmatch_lines(["*test_gives_up_on_a_rate_limit - the client did not*"])
+    for junit in ("pytest-junit.xml", "artifacts/llmobs-junit.xml"):
+        text = (pytester.path / junit).read_text()
+        assert text.count("<failure") == (1 if gated else 0), (junit, text)
+        if gated:  # the <failure> sits in the gated test's <testcase>
+            case = text.split("<failure")[0].rsplit("<testcase", 1)[-1]
+            assert 'name="test_gives_up_on_a_rate_limit"' in case, (junit, case)

@@ -52,6 +52,7 @@ class ChaosControl:
     ) -> Verdict:
         """The resilience verdict over the calls so far (the app is taken to have returned);
         `policy` defaults to the run's (`--llm-chaos-verdict`)."""
+        self._test.judged_by_test = True  # llm_chaos_gate leaves the outcome to the test
         return judge(
             self._capture.calls,
             seed=self.seed,

@@ -48,6 +48,7 @@ def install(
     seed: int | None,
     price: Price | None = None,
     verdict: str = "",
+    gate: str = "fail",
 ) -> None:
     """Resolve the scenario, seed and verdict thresholds, put the responder first, register
     the hooks."""
@@ -81,7 +82,7 @@ def install(
     config.stash[CHAOS_SESSION] = session
     for line in MARKERS:
         config.addinivalue_line("markers", line)
-    hooks = ChaosHooks(session, capture, source, price)
+    hooks = ChaosHooks(session, capture, source, price, gate)
     config.pluginmanager.register(hooks, "llmobs-chaos")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistSeed(seed), "llmobs-chaos-xdist")
@@ -104,9 +105,15 @@ class _XdistSeed:
 
 class ChaosHooks:
     def __init__(
-        self, session: ChaosSession, capture: Capture, seed_source: str, price: Price | None
+        self,
+        session: ChaosSession,
+        capture: Capture,
+        seed_source: str,
+        price: Price | None,
+        gate: str = "fail",
     ) -> None:
         self.price = price
+        self.gate = gate
         self.session = session
         self.capture = capture
         self.seed_source = seed_source
@@ -206,7 +213,16 @@ class ChaosHooks:
             price=self.price,
         )
         if call.when == "call":  # shown with the test's outcome (failures, -rA)
-            report.sections.append(("llmobs chaos", verdict.explain()))
+            gated = self.gate == "fail" and not test.judged_by_test
+            if verdict.status == "fail" and gated and report.passed:
+                # One truth: the verdict JUnit, the summary and the report show is the test's.
+                report.outcome = "failed"
+                report.longrepr = (
+                    "the client did not survive the injected faults (llm_chaos_gate = fail; "
+                    f"warn only reports it)\n{verdict.explain()}"
+                )
+            else:
+                report.sections.append(("llmobs chaos", verdict.explain()))
             return report
         data = getattr(report, REPORT_ATTR, None)
         if isinstance(data, dict):

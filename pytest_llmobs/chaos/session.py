@@ -39,6 +39,8 @@ class TestChaos:
     injector: Injector
     sources: list[str] = field(default_factory=list)
     assertion_failed: bool = False  # assert_resilient failed the test (not the app)
+    # The test read the verdict itself (resilience(), assert_resilient()): it decides.
+    judged_by_test: bool = False
     policy: Policy = field(default_factory=Policy)  # the verdict's thresholds
 
     @classmethod

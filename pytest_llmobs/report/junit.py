@@ -55,13 +55,15 @@ def build(
             line=str(location[1] + 1) if location[1] is not None else None,
             allow_multiple_subelements=True,
         )
-        for f in findings(test):
+        outcome = test.get("outcome")
+        # One truth: a <failure> only where pytest failed the test; a passed test's findings
+        # (llm_budget_mode / llm_chaos_gate = warn) stay in its properties as counts.
+        for f in findings(test) if outcome == "failed" else ():
             case.add_failure_info(
                 message=_clean(f["message"]),
                 output=_clean(f.get("detail") or f["message"]),
                 failure_type=f"llmobs.{f['kind']}.{f['key']}",
             )
-        outcome = test.get("outcome")
         if outcome == "failed" and not case.failures:
             case.add_failure_info(
                 message="the test failed (see pytest's report)", failure_type="pytest.failed"
