@@ -25,7 +25,8 @@ class Usage:
         return Usage(
             input_tokens=add(self.input_tokens, other.input_tokens),
             output_tokens=add(self.output_tokens, other.output_tokens),
-            total_tokens=add(self.total_tokens, other.total_tokens),
+            # a call without a total (Anthropic reports none) counts its input + output
+            total_tokens=add(self.known_total, other.known_total),
             cached_input_tokens=add(self.cached_input_tokens, other.cached_input_tokens),
             cache_creation_input_tokens=add(
                 self.cache_creation_input_tokens, other.cache_creation_input_tokens
@@ -41,6 +42,15 @@ class Usage:
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
         """The inverse of `as_dict`; names it does not know are ignored."""
         return cls(**{name: data.get(name) for name in _USAGE_FIELDS})
+
+    @property
+    def known_total(self) -> int | None:
+        """The provider's total, else input + output; None when no count is known."""
+        if self.total_tokens is not None:
+            return self.total_tokens
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
 
     @property
     def total(self) -> int:
