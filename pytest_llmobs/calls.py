@@ -118,7 +118,8 @@ class LLMCall:
 
     @property
     def effective_time_to_first_chunk_s(self) -> float | None:
-        """Recorded TTFT on instant replay, measured TTFT otherwise."""
-        if self.recorded_time_to_first_chunk_s is not None and self.source == "replay":
+        """Recorded TTFT on replay, measured TTFT otherwise. None on a replay whose recording
+        has no timing (a vcrpy cassette): what the replay measured is no TTFT of the call."""
+        if self.source == "replay":
             return self.recorded_time_to_first_chunk_s
         return self.time_to_first_chunk_s

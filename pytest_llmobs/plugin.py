@@ -240,15 +240,32 @@ def _scope(node: object) -> str:
 
 
 def _check_budget(item: pytest.Item, report: pytest.TestReport) -> None:
-    """After the call phase: fail a passed test (or warn, or note on a failed one)."""
+    """After the call phase: fail a passed test (or warn, or note on a failed one); warn
+    about limits that could not be checked. The text is redacted: CI logs are kept."""
     config = item.config.stash[BUDGETS]
     checks = item.stash.get(TEST_CHECKS, budgets.TestChecks())
-    text = config.check_test(item.nodeid, item.stash[TEST_CAPTURE].calls, checks)
-    if text is None:
-        return
-    if config.mode == "warn":
-        item.warn(budgets.LLMBudgetWarning(text))
-    elif report.passed and not hasattr(report, "wasxfail"):
+    calls = item.stash[TEST_CAPTURE].calls
+    redact = item.config.stash[ARTIFACTS].redactor.text
+    text = config.check_test(item.nodeid, calls, checks)
+    if text is not None:
+        if config.mode == "warn":
+            _warn(item, report, budgets.LLMBudgetWarning(redact(text)))
+        else:
+            _fail(report, redact(text))
+    if (note := config.unchecked_test(item.nodeid, calls, checks)) is not None:
+        _warn(item, report, budgets.LLMUncheckedWarning(redact(note)))
+
+
+def _warn(item: pytest.Item, report: pytest.TestReport, warning: Warning) -> None:
+    """A warning on the test; one the user made an error (`-W error::…`) fails it instead."""
+    try:
+        item.warn(warning)
+    except type(warning):
+        _fail(report, str(warning))
+
+
+def _fail(report: pytest.TestReport, text: str) -> None:
+    if report.passed and not hasattr(report, "wasxfail"):
         report.outcome, report.longrepr = "failed", text
     else:
         report.sections.append(("llmobs checks", text))
