@@ -17,7 +17,7 @@ from .fixture import LLMObs
 from .providers import Route
 from .report import watch
 from .report.hooks import ArtifactHooks
-from .report.terminal import write_summary
+from .report.terminal import RedactedWriter, write_summary
 from .snapshots import SnapshotTarget
 from .summary import REPORT_ATTR, RunSummary
 from .workers import WorkerPart, XdistHooks
@@ -150,14 +150,15 @@ class _ReportHooks:
     def pytest_terminal_summary(
         self, terminalreporter: pytest.TerminalReporter, config: pytest.Config
     ) -> None:
-        write_summary(terminalreporter, self.summary, config.get_verbosity())
+        writer = RedactedWriter(terminalreporter, config.stash[ARTIFACTS].redactor.text)
+        write_summary(writer, self.summary, config.get_verbosity())
         budget_config = config.stash[BUDGETS]
         tests = self.summary.calls_by_test()
         if cost := budget_config.cost_line(tests):
-            terminalreporter.write_line(cost)
+            writer.write_line(cost)
         if session := config.stash.get(SESSION_RESULT, None):
-            terminalreporter.write_sep("=", "llm session budget", red=budget_config.mode == "fail")
-            terminalreporter.write_line(session)
+            writer.write_sep("=", "llm session budget", red=budget_config.mode == "fail")
+            writer.write_line(session)
 
     @pytest.hookimpl(tryfirst=True)  # after watch's (tryfirst, registered later), before xdist's
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -88,6 +88,7 @@ def payload(
         cost = (options.pricing or _PRICING).cost(call)
         record.update(
             index=i,
+            model=redactor.text(call.model) if call.model else None,  # printed everywhere
             started_at=call.started_at,
             cost_usd=cost.usd,
             url=redactor.url(call.url),
