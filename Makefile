@@ -1,4 +1,4 @@
-# Two commands do all the set-up: `make demo` and `make test`.
+# Two commands do all the set-up: `make demo` and `make test` (lint, types, the docs site, tests).
 #
 # Environments, each its own venv, all built by uv (installed by pip into .venv-uv):
 #   .venv         the locked set (uv.lock): make test, make demo, make bench
@@ -22,9 +22,10 @@ EXTRAS := bedrock,encrypt,kms,otlp,alerts,proxy
 # Real suites pin vcrpy 8 (pytest-recording's users): the floor run checks it as well.
 VCRPY_PINNED := vcrpy>=8,<9
 CASSETTE_TESTS := tests/test_vcrpy_versions.py tests/test_cassettes.py tests/test_cassettes_format.py \
-	tests/test_foreign_cassettes.py
+	tests/test_foreign_cassettes.py tests/test_cassettes_vcrpy_export.py tests/test_coexist.py \
+	tests/test_vcr_switch.py
 
-.PHONY: test demo lint typecheck unit bench clean phoenix lock test-floor test-latest
+.PHONY: test demo lint typecheck unit docs docs-serve bench clean phoenix lock test-floor test-latest
 
 $(UV):
 	$(PYTHON) -m venv $(UV_VENV)
@@ -57,8 +58,8 @@ $(PHOENIX_STAMP): tests/phoenix.lock | $(UV)
 phoenix: $(PHOENIX_STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check pytest_llmobs tests benchmarks example_suites
-	$(BIN)/ruff format --check pytest_llmobs tests benchmarks example_suites
+	$(BIN)/ruff check pytest_llmobs tests benchmarks example_suites docs_hooks
+	$(BIN)/ruff format --check pytest_llmobs tests benchmarks example_suites docs_hooks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict pytest_llmobs
@@ -69,7 +70,16 @@ PYTEST_ARGS := -q -rs tests
 unit: $(STAMP) phoenix
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck unit
+# The documentation site (mkdocs.yml, docs/): --strict fails on a broken link or anchor and on
+# anything the hooks in docs_hooks/ find undocumented (an option no page explains …).
+# NO_MKDOCS_2_WARNING: Material's banner about its own future, not about these docs.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+test: lint typecheck docs unit
 
 # The floor set: every direct dependency at the lowest release pyproject.toml allows (their
 # own dependencies at the newest that fit; check_floors fails if the resolver lifted one). Then
@@ -78,7 +88,7 @@ test-floor: phoenix | $(UV)
 	rm -rf .venv-floor
 	$(UV) venv --quiet --python $(PYTHON) .venv-floor
 	$(UV) pip install --quiet --python .venv-floor/bin/python --resolution lowest-direct \
-	  -e '.[$(EXTRAS)]' --group test
+	  -e '.[$(EXTRAS)]' --group test --group docs
 	.venv-floor/bin/python tests/check_floors.py test
 	.venv-floor/bin/python -m pytest $(PYTEST_ARGS)
 	$(UV) pip install --quiet --python .venv-floor/bin/python '$(VCRPY_PINNED)'
@@ -89,7 +99,7 @@ test-latest: phoenix | $(UV)
 	rm -rf .venv-latest
 	$(UV) venv --quiet --python $(PYTHON) .venv-latest
 	$(UV) pip install --quiet --python .venv-latest/bin/python --refresh \
-	  -e '.[$(EXTRAS)]' --group test
+	  -e '.[$(EXTRAS)]' --group test --group docs
 	.venv-latest/bin/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
@@ -99,5 +109,5 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(PHOENIX_VENV) $(UV_VENV) .venv-floor .venv-latest llmobs-artifacts \
+	rm -rf $(VENV) $(PHOENIX_VENV) $(UV_VENV) .venv-floor .venv-latest llmobs-artifacts site \
 	  .pytest_cache .mypy_cache .ruff_cache

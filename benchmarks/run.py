@@ -398,7 +398,7 @@ def render(rows: list[Row], info: dict[str, Any]) -> str:
 
 
 def markdown(path: Path) -> str:
-    """The table of a results file as Markdown (for the README's Performance section)."""
+    """The table of a results file as Markdown (the documentation site's Performance page)."""
     data = json.loads(path.read_text())
     head = ["workload", "pytest-llmobs", "peer", "peer's figure", "ratio", "goal", "result"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

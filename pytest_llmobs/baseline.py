@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from .atomic import write_atomic
 from .budgets import LLMBudgetWarning, percentile
 from .budgets import fmt as budget_fmt
-from .report._files import write_text
 from .spikes import prompt_key, record_tokens
 
 FORMAT = "pytest-llmobs-baseline"
@@ -308,7 +308,7 @@ class Baseline:
         return Baseline(self.path, dict(sorted(tests.items())), exists=True), update
 
     def save(self) -> Path:
-        return write_text(self.path, self.dumps())
+        return write_atomic(self.path, self.dumps())
 
 
 @dataclass

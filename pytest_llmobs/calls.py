@@ -12,11 +12,17 @@ class Usage:
     """Token counts as the provider reported them; `None` where it reported nothing."""
 
     input_tokens: int | None = None
+    """Every input token, cached ones included, for every provider."""
     output_tokens: int | None = None
+    """Output tokens, reasoning tokens included."""
     total_tokens: int | None = None
+    """The provider's total, when it reports one (else see `total`)."""
     cached_input_tokens: int | None = None
+    """Input tokens read from the provider's prompt cache."""
     cache_creation_input_tokens: int | None = None
+    """Input tokens written to the prompt cache (Anthropic, Bedrock)."""
     reasoning_tokens: int | None = None
+    """Reasoning / thinking tokens, part of `output_tokens`."""
 
     def __add__(self, other: Usage) -> Usage:
         def add(a: int | None, b: int | None) -> int | None:
@@ -72,37 +78,78 @@ class LLMCall:
     measured figures are what this run saw and `recorded_*` what the recording saw.
     """
 
+    # The attribute docstrings below are the documentation site's LLMCall reference.
     provider: str
+    """`openai`, `azure.ai.openai`, `anthropic`, `aws.bedrock`, `gcp.gemini`,
+    `gcp.vertex_ai` or `ollama` (the span's `gen_ai.provider.name`)."""
     operation: str
+    """`chat`, `text_completion`, `generate_content` or `embeddings`."""
     url: str
+    """The request URL, credentials redacted."""
     request_model: str | None = None
+    """The model the request asked for."""
     response_model: str | None = None
+    """The model the response names."""
     stream: bool = False
+    """Whether the request asked for a stream."""
     max_tokens: int | None = None
+    """The request's output token limit."""
     temperature: float | None = None
+    """The request's temperature."""
     usage: Usage = field(default_factory=Usage)
+    """Token counts as reported (`Usage`); every count `None` when the provider reported
+    none (an OpenAI stream without `stream_options={"include_usage": True}`)."""
     finish_reasons: tuple[str, ...] = ()
+    """The provider's raw finish / stop reasons, one per choice."""
     truncated: bool = False
+    """The answer was cut: a length limit, a stream without its terminator, an error event
+    inside a 200 stream, or JSON output that does not parse. Never set on a non-2xx
+    response."""
     truncation_reason: str | None = None
+    """Why it is truncated (`length`, `max_tokens`, `stream_ended_without_terminator` ...)."""
     status_code: int | None = None
+    """The HTTP status (`None` when the connection failed first)."""
     error: str | None = None
+    """The provider's error message, or the transport exception's message."""
     error_type: str | None = None
+    """The provider's error type or code (`rate_limit_exceeded`, `overloaded_error`), or the
+    transport exception's class name (`ReadTimeout`)."""
     attempt: int = 0
+    """0 for the first try; the SDK's retry count (`x-stainless-retry-count`, botocore's
+    `amz-sdk-request`), else the nth identical request of the test."""
     request_id: str | None = None
+    """The provider's request id header."""
     response_id: str | None = None
+    """The id in the response body (`chatcmpl-...`, `msg_...`)."""
     started_at: float = 0.0
+    """Wall-clock (epoch) time the request was sent."""
     duration_s: float | None = None
+    """Seconds from the request to the end of the body, as measured in this run."""
     time_to_first_chunk_s: float | None = None
+    """Seconds from the request to the first chunk of the body, measured in this run."""
     chunk_offsets_s: tuple[float, ...] = ()
+    """Seconds from the request to each chunk of the body."""
     source: str = "live"
+    """`live`, `replay` (from a cassette), `chaos` (answered by an injected fault), or the
+    library that answered instead of the network (`vcrpy`, `respx`, `responses`)."""
     recorded_duration_s: float | None = None
+    """On replay: `duration_s` of the recording."""
     recorded_time_to_first_chunk_s: float | None = None
+    """On replay: `time_to_first_chunk_s` of the recording; `None` when it has no timing (a
+    cassette plain vcrpy wrote), and then the call's TTFT is unknown, never 0."""
     server_address: str | None = None
+    """The host the request went to."""
     server_port: int | None = None
+    """The port the request went to."""
     request_body: Any = None
+    """The parsed JSON request."""
     response_body: Any = None
+    """The parsed response; a list of events for a stream."""
     output_text: str | None = None
+    """The assistant's text, assembled from the body or the stream."""
     attributes: dict[str, Any] = field(default_factory=dict)
+    """Context stamped on the call: baggage (`gen_ai.conversation.id`, `llmobs.context.*`),
+    user actions (`user.action.*`), `llmobs.trace_id`, chaos (`llmobs.chaos.*`)."""
 
     @property
     def model(self) -> str | None:

@@ -12,6 +12,7 @@ from . import budgets, export
 from . import settings as settings_mod
 from .capture import Capture, TestCapture
 from .cassettes import hooks as cassettes
+from .cassettes import vcr_compat
 from .chaos import hooks as chaos
 from .fixture import LLMObs
 from .providers import Route
@@ -33,12 +34,18 @@ MARKER_ERROR = pytest.StashKey[str]()
 ARTIFACTS = pytest.StashKey[ArtifactHooks]()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    vcr_compat.addhooks(pluginmanager)  # pytest-recording's hook, when it is not loaded
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
     settings_mod.register(parser)
+    vcr_compat.addoption(parser, pluginmanager)  # pytest-recording's flags, when not loaded
 
 
 def pytest_configure(config: pytest.Config) -> None:
     settings = settings_mod.Settings.from_config(config)
+    settings = vcr_compat.with_disable_recording(config, settings)
     routes = settings_mod.validated(settings.llm_hosts, Route.parse, "llm_hosts")
     for line in budgets.MARKERS:
         config.addinivalue_line("markers", line)
@@ -56,7 +63,8 @@ def pytest_configure(config: pytest.Config) -> None:
         price,
         verdict=settings.llm_chaos_verdict,
     )
-    cassettes.install(config, capture, settings)  # after chaos: injected faults never recorded
+    hooks = cassettes.install(config, capture, settings)  # after chaos: faults never recorded
+    vcr_compat.install(config, hooks)  # pytest-recording's markers and fixtures, or its tests
     config.stash[RUN_SUMMARY] = RunSummary()
     config.pluginmanager.register(_ReportHooks(config.stash[RUN_SUMMARY]), "llmobs-report")
     artifacts = ArtifactHooks(

@@ -144,6 +144,15 @@ OPTIONS: tuple[Option, ...] = (
         kind="linelist",
     ),
     Option(
+        "llm_match_vcrpy_cassettes",
+        "how interactions in cassettes vcrpy / pytest-recording wrote are matched: vcrpy "
+        "(as vcrpy would: its match_on, default method scheme host port path query), llm "
+        "(LLM-aware, like the cassettes pytest-llmobs writes), or auto (vcrpy in tests "
+        "marked vcr, llm elsewhere)",
+        default="auto",
+        choices=("auto", "vcrpy", "llm"),
+    ),
+    Option(
         "llm_mask_pii",
         "mask emails, phone numbers, card numbers and IBANs in cassettes with stable "
         "placeholders (<EMAIL_1a2b3c4d>); secrets are always redacted",
@@ -307,6 +316,7 @@ class Settings:
     llm_allow_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     llm_match_ignore: tuple[str, ...] = ()
     llm_match_ignore_query: tuple[str, ...] = ()
+    llm_match_vcrpy_cassettes: str = "auto"
     llm_mask_pii: bool = False
     llm_pii_patterns: tuple[str, ...] = ()
     llm_redact_keys: tuple[str, ...] = ()

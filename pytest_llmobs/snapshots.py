@@ -12,11 +12,8 @@ Pure apart from reading and writing that one file: the fixture decides what to r
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -26,6 +23,7 @@ from typing import Any, Literal
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from .atomic import write_atomic
 from .tracetree import Node, build_forest
 
 FORMAT_VERSION = 1
@@ -215,22 +213,6 @@ def check_snapshot(shape: dict[str, Any], path: Path, update: bool) -> SnapshotR
 def dumps(shape: Mapping[str, Any]) -> str:
     """Stable text: sorted keys, two-space indent, trailing newline."""
     return json.dumps(shape, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # -- readable diff -------------------------------------------------------------------------

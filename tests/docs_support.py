@@ -1,14 +1,15 @@
-"""Checking documentation against the code: README code blocks, shell commands and GitHub
-workflows. Used by tests/test_readme.py and tests/test_workflows.py."""
+"""Checking documentation against the code: the code blocks of README.md and the docs/
+pages, shell commands and GitHub workflows. Used by tests/test_docs.py and
+tests/test_workflows.py."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import re
 import shlex
 import subprocess
+import textwrap
 import tomllib
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -19,10 +20,14 @@ from pytest_llmobs import cli, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
-_FENCE = re.compile(r"^(?P<fence>`{3,})(?P<lang>[\w+-]*)\s*$")
+# A fence may be indented (a block inside a list item): its body is dedented by as much.
+_FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,})(?P<lang>[\w+-]*)\s*$")
 _DIRECTIVE = re.compile(r"^<!--\s*(?P<key>[\w-]+)\s*:\s*(?P<value>.*?)\s*-->$")
 _EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+# `<!-- generated: NAME -->` lines are filled in by the site build, not directives for a block.
+_NOT_DIRECTIVES = frozenset({"generated"})
 
 
 @dataclass
@@ -32,15 +37,25 @@ class Block:
     line: int  # of the opening fence, 1-based
     section: str  # the `## ` heading it is under
     directives: dict[str, str] = field(default_factory=dict)
+    file: str = "README.md"
 
     @property
     def where(self) -> str:
-        return f"README.md:{self.line} ({self.section}, ```{self.lang or '(no language)'})"
+        return f"{self.file}:{self.line} ({self.section}, ```{self.lang or '(no language)'})"
 
 
-def readme_blocks(text: str | None = None) -> list[Block]:
+def doc_files() -> list[Path]:
+    """README.md and every page of the documentation site."""
+    return [README, *sorted(DOCS.rglob("*.md"))]
+
+
+def doc_name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def markdown_blocks(text: str, file: str = "README.md") -> list[Block]:
     """Every fenced code block, with the `<!-- key: value -->` directives right above it."""
-    lines = (README.read_text(encoding="utf-8") if text is None else text).splitlines()
+    lines = text.splitlines()
     blocks: list[Block] = []
     section = "(top)"
     pending: dict[str, str] = {}
@@ -50,19 +65,19 @@ def readme_blocks(text: str | None = None) -> list[Block]:
         if line.startswith("## "):
             section = line[3:].strip()
         directive = _DIRECTIVE.match(line.strip())
-        if directive:
+        if directive and directive["key"] not in _NOT_DIRECTIVES:
             pending[directive["key"]] = directive["value"]
         opening = _FENCE.match(line)
         if opening:
             start = index
             body = []
             index += 1
-            while index < len(lines) and lines[index].rstrip() != opening["fence"]:
+            closing = opening["indent"] + opening["fence"]
+            while index < len(lines) and lines[index].rstrip() != closing:
                 body.append(lines[index])
                 index += 1
-            blocks.append(
-                Block(opening["lang"], "\n".join(body) + "\n", start + 1, section, pending)
-            )
+            text_ = textwrap.dedent("\n".join(body)) + "\n"
+            blocks.append(Block(opening["lang"], text_, start + 1, section, pending, file))
             pending = {}
         elif line.strip() and not directive:
             pending = {}
@@ -70,36 +85,8 @@ def readme_blocks(text: str | None = None) -> list[Block]:
     return blocks
 
 
-def sections(text: str | None = None) -> dict[str, str]:
-    """`## ` heading → its text (up to the next `## ` heading)."""
-    body = README.read_text(encoding="utf-8") if text is None else text
-    found: dict[str, str] = {}
-    for part in re.split(r"(?m)^(?=## )", body):
-        if part.startswith("## "):
-            title, _, rest = part.partition("\n")
-            found[title[3:].strip()] = rest
-    return found
-
-
-def table_rows(markdown: str, first_header: str) -> list[list[str]]:
-    """The rows of every table whose first column header is `first_header` (cells stripped)."""
-    rows: list[list[str]] = []
-    in_table = False
-    for line in markdown.splitlines():
-        if not line.startswith("|"):
-            in_table = False
-            continue
-        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-        if cells and cells[0] == first_header:
-            in_table = True
-            continue
-        if in_table and not all(set(cell) <= set("-: ") for cell in cells):
-            rows.append(cells)
-    return rows
-
-
-def code_spans(cell: str) -> list[str]:
-    return re.findall(r"`([^`]+)`", cell)
+def file_blocks(path: Path) -> list[Block]:
+    return markdown_blocks(path.read_text(encoding="utf-8"), doc_name(path))
 
 
 # -- output matching ------------------------------------------------------------------------
@@ -288,18 +275,3 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
-
-
-def subcommands() -> dict[str, argparse.ArgumentParser]:
-    """`llmobs` subcommand → its parser (nested actions as `cassettes upgrade`)."""
-    found: dict[str, argparse.ArgumentParser] = {}
-
-    def walk(parser: argparse.ArgumentParser, prefix: str) -> None:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    found[f"{prefix}{name}".strip()] = sub
-                    walk(sub, f"{prefix}{name} ")
-
-    walk(cli.build_parser(), "")
-    return found

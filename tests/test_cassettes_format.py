@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pytest_llmobs.atomic import write_atomic
 from pytest_llmobs.cassettes import synthetic
 from pytest_llmobs.cassettes.cassette import LLMCassette, StoredRequest
 from pytest_llmobs.cassettes.cli import upgrade_file
@@ -24,7 +25,6 @@ from pytest_llmobs.cassettes.format import (
     encode_body,
     encode_chunk,
     load,
-    write_atomic,
 )
 from pytest_llmobs.cassettes.interactions import from_exchange, to_canned
 from pytest_llmobs.cassettes.matching import MatchRules, normalize_url

@@ -15,9 +15,10 @@ import pytest
 from inner import INNER_ARGS
 from test_cassettes import dead_url
 
+from pytest_llmobs.atomic import write_atomic
 from pytest_llmobs.cassettes import vcrpy_version
 from pytest_llmobs.cassettes.cassette import LLMCassette, StoredRequest, StoredResponse
-from pytest_llmobs.cassettes.format import CassetteError, dumps_document, write_atomic
+from pytest_llmobs.cassettes.format import CassetteError, dumps_document
 from pytest_llmobs.cassettes.matching import MatchRules
 from pytest_llmobs.redaction import Redactor
 from pytest_llmobs.testing import ProviderServer

@@ -8,7 +8,8 @@
 - `yaml_loader`: YAML cassettes read safely, whatever vcrpy is installed;
 - `session`: the responder / listener on the interceptor and the stack of cassettes in use;
 - `hooks`: the pytest side (marker, per-test and per-fixture cassettes, failing on misses);
-- `cli`: `llmobs cassettes upgrade`.
+- `vcrpy_compat`: vcrpy / pytest-recording cassettes read, and written back;
+- `cli`: `llmobs cassettes upgrade` and `downgrade`.
 """
 
 from .format import CassetteError

@@ -8,8 +8,13 @@ every byte and its timing).
 
 Loading and saving are ours: vcrpy's `_load`/`_save` and what they keep (`_loaded_count`,
 `drop_unused_requests`, the "all" mode's re-record merge) differ from one vcrpy release to
-the next, and we read and write our own format anyway. So the plugin works the same with
-every vcrpy from 7.0 on (`vcrpy_version` checks the floor when pytest starts).
+the next, and we read and write the files ourselves (our format; vcrpy's for a file that
+was vcrpy's, see `_dumps`). So the plugin works the same with every vcrpy from 7.0 on
+(`vcrpy_version` checks the floor when pytest starts).
+
+Interactions read from a cassette vcrpy wrote (`foreign`) match the way vcrpy would when
+the rules say so (`MatchRules.vcrpy_match_on`, vcrpy_matching.py): a linear scan with vcrpy's
+own matchers over them, as vcrpy does; ours keep the O(1) LLM-aware index.
 
 One vcrpy internal is used, for speed: `_responses`, see `LLMCassette._responses`. Stored
 requests and responses wrap the dicts read from the file and are materialised lazily
@@ -31,6 +36,7 @@ from vcr.cassette import Cassette
 from vcr.record_mode import RecordMode
 from vcr.request import HeadersDict, Request
 
+from ..atomic import write_atomic
 from ..redaction import Redactor
 from .format import (
     CassetteMissing,
@@ -39,7 +45,6 @@ from .format import (
     dumps_document,
     headers_from_stored,
     load,
-    write_atomic,
 )
 from .interactions import redact_stored
 from .matching import Key, MatchRules, Normalized
@@ -61,6 +66,7 @@ class StoredRequest(Request):  # type: ignore[misc]
         self.raw = stored if isinstance(stored, Stored) else Stored(stored)
         self.foreign = foreign  # read from a vcrpy cassette: not redacted yet
         self.normalized: Normalized | None = None
+        self.vcr_view: Any = None  # what vcrpy's matchers compare (vcrpy_matching.view)
         self.started_at = 0.0
         self._was_file = False
         self._was_iter = False
@@ -131,6 +137,29 @@ class StoredResponse:
     def __deepcopy__(self, memo: Any) -> StoredResponse:
         return self
 
+    def __getitem__(self, key: str) -> Any:
+        """vcrpy's response layout (`["status"]["code"]`, `["headers"]`, `["body"]["string"]`)
+        for code that reads `cassette.responses` the way it did under pytest-recording;
+        the body is the one clients are served (decompressed)."""
+        return _vcrpy_response(self.stored)[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return _vcrpy_response(self.stored).get(key, default)
+
+
+def _vcrpy_response(stored: dict[str, Any]) -> dict[str, Any]:
+    from .interactions import to_canned
+
+    canned = to_canned(stored, 0.0, {})
+    headers: dict[str, list[str]] = {}
+    for name, value in canned.headers:
+        headers.setdefault(name, []).append(value)
+    return {
+        "status": {"code": canned.status, "message": canned.reason},
+        "headers": headers,
+        "body": {"string": b"".join(chunk for _, chunk in canned.chunks)},
+    }
+
 
 def _normalized(request: Any) -> Normalized:
     normalized = getattr(request, "normalized", None)
@@ -174,6 +203,8 @@ class LLMCassette(Cassette):  # type: ignore[misc]
         self._index: dict[Key, list[int]] | None = None
         self.loaded = 0  # the first `loaded` interactions in `data` came from the file
         self.recorded = 0
+        self.foreign = False  # the file was written by vcrpy (its interactions are `foreign`)
+        self._vcr_views: list[Any] | None = None  # of the foreign requests, for vcrpy matching
 
     @classmethod
     def open(cls, path: Path, mode: str, rules: MatchRules, redactor: Redactor) -> LLMCassette:
@@ -199,6 +230,7 @@ class LLMCassette(Cassette):  # type: ignore[misc]
         except CassetteMissing:
             return
         foreign = not ours
+        self.foreign = foreign and bool(pairs)
         # Straight into `data`: `append` would mark the cassette changed.
         self.data.extend(
             (StoredRequest(req, foreign=foreign), StoredResponse(resp, foreign=foreign))
@@ -231,10 +263,61 @@ class LLMCassette(Cassette):  # type: ignore[misc]
         in an index keyed by the normalized request instead of running every matcher
         against every stored request (O(1) instead of O(n): a 10,000-interaction cassette
         replays in seconds, not hours). tests/test_vcrpy_versions.py checks that the
-        installed vcrpy still calls it."""
+        installed vcrpy still calls it.
+
+        Interactions from a vcrpy file, when the rules match those the vcrpy way, are found
+        by vcrpy's matchers instead, in file order (they come first in `data`)."""
+        vcrpy = self.vcrpy_matching
+        if vcrpy:
+            for i in self._vcrpy_matches(request):
+                yield i, self.data[i][1]
         index = self._ensure_index()
         for i in index.get(self.normalize(request).key, ()):
-            yield i, self.data[i][1]
+            if not (vcrpy and self.data[i][0].foreign):
+                yield i, self.data[i][1]
+
+    @property
+    def vcrpy_matching(self) -> bool:
+        """Whether this cassette's vcrpy-written interactions match the way vcrpy would."""
+        return self.foreign and self.rules.vcrpy_match_on is not None
+
+    def _vcrpy_view(self, request: StoredRequest) -> Any:
+        from .vcrpy_matching import view
+
+        if request.vcr_view is None:
+            stored = request.stored
+            if request.foreign:  # compared after the same redaction as what is sent now
+                stored = redact_stored((stored, {"status": 0}), self.redactor)[0]
+            request.vcr_view = view(stored, self.rules.filters)
+        return request.vcr_view
+
+    def _foreign_views(self) -> list[tuple[int, Any]]:
+        if self._vcr_views is None:
+            self._vcr_views = [
+                (i, self._vcrpy_view(request))
+                for i, (request, _) in enumerate(self.data[: self.loaded])
+                if request.foreign
+            ]
+        return self._vcr_views
+
+    def _vcrpy_matches(self, request: StoredRequest) -> Iterator[int]:
+        from .vcrpy_matching import matches
+
+        live = self._vcrpy_view(request)
+        match_on = self.rules.vcrpy_match_on or ()
+        for i, recorded in self._foreign_views():
+            if matches(live, recorded, match_on):
+                yield i
+
+    def vcrpy_differences(self, request: StoredRequest, index: int) -> list[str]:
+        """vcrpy's reasons why `request` does not match the stored interaction `index`."""
+        from .vcrpy_matching import differences
+
+        recorded = self.data[index][0]
+        if not (self.vcrpy_matching and recorded.foreign):
+            return []
+        live = self._vcrpy_view(request)
+        return differences(live, self._vcrpy_view(recorded), self.rules.vcrpy_match_on or ())
 
     def append(self, request: Any, response: Any) -> None:
         before = len(self.data)
@@ -244,13 +327,22 @@ class LLMCassette(Cassette):  # type: ignore[misc]
 
     def record(self, request: StoredRequest, response: StoredResponse) -> None:
         """Add what this run received live. It counts as played: a second identical
-        request in the same run goes live too (vcrpy would replay the first one to it)."""
+        request in the same run goes live too (vcrpy would replay the first one to it).
+        A pytest-recording test's vcrpy filters apply to what is stored."""
+        if self.rules.filters is not None:
+            kept = request
+            request = StoredRequest(self.rules.filters.apply(kept.stored))
+            request.normalized, request.started_at = self.normalize(kept), kept.started_at
         self._ensure_index()
         self.append(request, response)
         self.play_counts[len(self.data) - 1] += 1
         self.recorded += 1
 
     def times_recorded(self, request: StoredRequest) -> int:
+        if self.vcrpy_matching:
+            key = self.normalize(request).key
+            ours = [i for i in self._ensure_index().get(key, ()) if not self.data[i][0].foreign]
+            return len(ours) + sum(1 for _ in self._vcrpy_matches(request))
         return len(self._ensure_index().get(self.normalize(request).key, ()))
 
     # -- saving -------------------------------------------------------------------------------
@@ -280,12 +372,22 @@ class LLMCassette(Cassette):  # type: ignore[misc]
         return kept + fresh
 
     def _dumps(self, pairs: list[tuple[Any, Any]]) -> str:
-        """Interactions read from a vcrpy file are redacted first; ours go back as they were
-        read (byte for byte when this run did not parse them)."""
+        """The file's text. A file that is a vcrpy cassette stays one (pytest-recording and
+        vcrpy keep reading it; this run's interactions lose their timing there); any other
+        file, new ones included, is written in our format. Interactions read from a vcrpy
+        file are redacted first; ours go back as they were read (byte for byte when this
+        run did not parse them)."""
+        from .vcrpy_compat import dumps_vcrpy, vcrpy_serializer
+
+        serializer = vcrpy_serializer(self.path)
         out: list[tuple[Any, Any]] = []
         for request, response in pairs:
             if request.foreign:
                 out.append(redact_stored((request.stored, response.stored), self.redactor))
+            elif serializer is not None:
+                out.append((request.stored, response.stored))
             else:
                 out.append((request.raw, response.raw))
+        if serializer is not None:
+            return dumps_vcrpy(out, self.path, serializer)
         return dumps_document(out)

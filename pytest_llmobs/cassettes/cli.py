@@ -1,10 +1,19 @@
-"""`llmobs cassettes upgrade PATH…`: vcrpy / pytest-recording cassettes → the readable format.
+"""`llmobs cassettes upgrade|downgrade PATH…`: move cassettes between vcrpy's format and ours.
+
+`upgrade` rewrites vcrpy / pytest-recording cassettes in the readable llmobs format.
+Upgraded files are read by pytest-llmobs only: vcrpy and pytest-recording can no longer
+load them (the command says so). `downgrade` writes llmobs-format cassettes back in vcrpy's
+format (version 1, YAML), which vcrpy 7, 8 and 9 replay: streams joined into the bytes
+received, bodies stored decoded written decoded (without their Content-Encoding header),
+binary bodies as `!!binary`. Timing is lost: vcrpy has none (the command says so).
 
 Each file is converted in memory, written to text, read back and compared with what was
 read (status, reason, every header, every served byte of every body and stream, the
 request); only then is it replaced, atomically. Secrets are redacted on the way (as
 recording would have done) unless `--keep-secrets`. A file that cannot be read is
-reported and left untouched; so is one already in the llmobs format.
+reported on stderr and left untouched; so is one already in the target format. `--check`
+changes nothing and lists each file with its format and what would happen. Exit status:
+1 when a file failed, or (with `--check`) when any file would change; else 0.
 """
 
 from __future__ import annotations
@@ -12,50 +21,120 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomic
 from ..redaction import Redactor
 from .format import (
     CassetteError,
     CassetteMissing,
     Interaction,
+    StoredPair,
     dumps_document,
     interactions_of,
     load,
-    write_atomic,
 )
 from .interactions import redact_stored, to_canned
+
+_UPGRADE = """\
+Rewrite vcrpy / pytest-recording cassettes in the readable llmobs format.
+
+Upgraded files are read by pytest-llmobs only: vcrpy and pytest-recording can no longer
+load them. `llmobs cassettes downgrade PATH…` writes them back in vcrpy's format.
+
+Each file is converted in memory, written to text, read back and compared with what was
+read (status, reason, every header, every served byte of every body and stream, the
+request); only then is it replaced, atomically. Secrets are redacted on the way unless
+--keep-secrets. A file that cannot be read is reported and left untouched; so is one
+already in the llmobs format. --check lists each file with its format and what would
+happen, and changes nothing. Exit status 1 when a file failed (or, with --check, would be
+upgraded), else 0.
+"""
+
+_DOWNGRADE = """\
+Rewrite llmobs-format cassettes in vcrpy's format, for vcrpy / pytest-recording.
+
+The files are vcrpy version-1 YAML cassettes that vcrpy 7, 8 and 9 load with their default
+serializer. Every recorded byte is kept: streams are joined back into the bytes received,
+binary bodies (AWS event streams) become !!binary. Bodies the recording stored decoded from
+gzip (etc.) are written decoded and their Content-Encoding header is dropped (Content-Length
+set to match), as vcrpy's decode_compressed_response=True writes them: the client gets the
+same parsed answer. Timing is lost: vcrpy has none, so replays serve each answer at once.
+A response that ended in a recorded connection failure cannot be written (vcrpy would serve
+its partial body as a complete answer): that file is reported and left untouched.
+
+Each file is converted in memory, written to text, read back and compared (status, reason,
+headers, every served byte, the request); only then is it replaced, atomically. Secrets are
+redacted on the way unless --keep-secrets. A file that cannot be read is reported and left
+untouched; so is one already in vcrpy's format. --check lists each file with its format and
+what would happen, and changes nothing. Exit status 1 when a file failed (or, with --check,
+would be downgraded), else 0.
+"""
+
+_UPGRADE_NOTE = (
+    "note: upgraded cassettes are read by pytest-llmobs only; vcrpy and pytest-recording "
+    "can no longer load them. `llmobs cassettes downgrade PATH…` writes them back in vcrpy's "
+    "format."
+)
+_DOWNGRADE_NOTE = (
+    "note: vcrpy cassettes have no timing: the downgraded files keep every byte, but replays "
+    "serve each answer at once (stream chunk timing and time to first token are dropped)."
+)
 
 
 def register_cli(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "cassettes", help="work with cassette files", description="Work with cassette files."
-    )
-    actions = parser.add_subparsers(dest="cassettes_command", metavar="ACTION")
-    upgrade = actions.add_parser(
-        "upgrade",
-        help="rewrite vcrpy / pytest-recording cassettes in the readable llmobs format",
+        "cassettes",
+        help="work with cassette files (upgrade to / downgrade from the llmobs format)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    upgrade.add_argument(
-        "paths",
-        nargs="+",
-        type=Path,
-        metavar="PATH",
-        help="cassette files, or directories to search for *.yaml / *.yml",
-    )
-    upgrade.add_argument(
-        "--check", action="store_true", help="change nothing; exit 1 if any file would be upgraded"
-    )
-    upgrade.add_argument(
-        "--keep-secrets",
-        action="store_true",
-        help="do not redact credentials (they are redacted by default)",
-    )
-    upgrade.set_defaults(func=run_upgrade)
+    actions = parser.add_subparsers(dest="cassettes_command", metavar="ACTION")
+    for name, help_text, description, func, change in (
+        (
+            "upgrade",
+            "rewrite vcrpy / pytest-recording cassettes in the readable llmobs format "
+            "(read by pytest-llmobs only)",
+            _UPGRADE,
+            run_upgrade,
+            "upgraded",
+        ),
+        (
+            "downgrade",
+            "rewrite llmobs-format cassettes in vcrpy's format, for vcrpy / pytest-recording "
+            "(timing is lost)",
+            _DOWNGRADE,
+            run_downgrade,
+            "downgraded",
+        ),
+    ):
+        action = actions.add_parser(
+            name,
+            help=help_text,
+            description=description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        action.add_argument(
+            "paths",
+            nargs="+",
+            type=Path,
+            metavar="PATH",
+            help="cassette files, or directories to search for *.yaml / *.yml",
+        )
+        action.add_argument(
+            "--check",
+            action="store_true",
+            help=f"change nothing: list each file, its format and what would happen; exit 1 "
+            f"if any file would be {change}",
+        )
+        action.add_argument(
+            "--keep-secrets",
+            action="store_true",
+            help="do not redact credentials (they are redacted by default)",
+        )
+        action.set_defaults(func=func)
 
     def usage(args: argparse.Namespace) -> int:
         parser.print_help()
@@ -65,25 +144,46 @@ def register_cli(subparsers: Any) -> None:
 
 
 def run_upgrade(args: argparse.Namespace) -> int:
+    return _run(args, upgrade_file, "upgrade", "vcrpy", "llmobs", _UPGRADE_NOTE)
+
+
+def run_downgrade(args: argparse.Namespace) -> int:
+    return _run(args, downgrade_file, "downgrade", "llmobs", "vcrpy", _DOWNGRADE_NOTE)
+
+
+def _run(
+    args: argparse.Namespace,
+    convert: Callable[..., str],
+    verb: str,
+    source: str,
+    target: str,
+    note: str,
+) -> int:
+    """One pass over the files for either direction: a line per file, the note once."""
     redactor = None if args.keep_secrets else Redactor()
-    failed = pending = upgraded = 0
+    failed = pending = changed = current = 0
     for path in _files(args.paths):
         try:
-            status = upgrade_file(path, redactor, write=not args.check)
+            status = convert(path, redactor, write=not args.check)
         except CassetteError as exc:
             print(f"error: {exc} (left untouched)", file=sys.stderr)
             failed += 1
             continue
         if status == "current":
-            print(f"ok (already llmobs format): {path}")
+            print(f"ok (already {target} format): {path}")
+            current += 1
         elif args.check:
-            print(f"would upgrade: {path}")
+            print(f"would {verb} ({source} format → {target} format): {path}")
             pending += 1
         else:
-            print(f"upgraded: {path}")
-            upgraded += 1
-    if not args.check:
-        print(f"{upgraded} upgraded, {failed} failed")
+            print(f"{verb}d ({source} format → {target} format): {path}")
+            changed += 1
+    if args.check:
+        print(f"{pending} would be {verb}d, {current} already {target} format, {failed} failed")
+    else:
+        print(f"{changed} {verb}d, {current} already {target} format, {failed} failed")
+    if pending or changed:
+        print(note)
     return 1 if failed or pending else 0
 
 
@@ -97,27 +197,68 @@ def _files(paths: Sequence[Path]) -> Iterator[Path]:
 
 def upgrade_file(path: Path, redactor: Redactor | None, *, write: bool = True) -> str:
     """ "current" (nothing to do) or "upgraded"; raises CassetteError, touching nothing."""
-    try:
-        pairs, ours = load(path)
-    except CassetteMissing:
-        raise CassetteError(path, "no such file, or it is empty") from None
+    pairs, ours = _load(path)
     if ours:
         return "current"
-    interactions = [(request.value, response.value) for request, response in pairs]
-    if redactor is not None:
-        interactions = [redact_stored(pair, redactor) for pair in interactions]
+    interactions = _values(pairs, redactor)
     text = dumps_document(interactions)
     again, _ = interactions_of(json.loads(text), path)
-    for i, (before, after) in enumerate(zip(interactions, again, strict=True)):
-        if _served(before) != _served(after):
-            raise CassetteError(path, f"interaction {i + 1} would not survive the upgrade")
+    _compare(path, interactions, again, "the upgrade", encoding=True)
     if write:
         write_atomic(path, text)
     return "upgraded"
 
 
-def _served(pair: Interaction) -> tuple[Any, ...]:
-    """Everything replay serves and matching compares for one interaction."""
+def downgrade_file(path: Path, redactor: Redactor | None, *, write: bool = True) -> str:
+    """ "current" (already vcrpy's format) or "downgraded"; raises CassetteError, touching
+    nothing."""
+    from .vcrpy_compat import dumps_vcrpy
+    from .yaml_loader import load_yaml
+
+    pairs, ours = _load(path)
+    if not ours:
+        return "current"
+    interactions = _values(pairs, redactor)
+    text = dumps_vcrpy(interactions, path)
+    again, _ = interactions_of(load_yaml(text), path)
+    # Read back as the plugin reads vcrpy files: bodies come back decoded either way, so the
+    # `encoding` note (gone with the Content-Encoding header) is not compared.
+    _compare(path, interactions, again, "the downgrade", encoding=False)
+    if write:
+        write_atomic(path, text)
+    return "downgraded"
+
+
+def _load(path: Path) -> tuple[list[StoredPair], bool]:
+    try:
+        return load(path)
+    except CassetteMissing:
+        raise CassetteError(path, "no such file, or it is empty") from None
+
+
+def _values(pairs: list[StoredPair], redactor: Redactor | None) -> list[Interaction]:
+    interactions = [(request.value, response.value) for request, response in pairs]
+    if redactor is not None:
+        interactions = [redact_stored(pair, redactor) for pair in interactions]
+    return interactions
+
+
+def _compare(
+    path: Path,
+    before: list[Interaction],
+    after: list[Interaction],
+    what: str,
+    *,
+    encoding: bool,
+) -> None:
+    for i, (old, new) in enumerate(zip(before, after, strict=True)):
+        if _served(old, encoding=encoding) != _served(new, encoding=encoding):
+            raise CassetteError(path, f"interaction {i + 1} would not survive {what}")
+
+
+def _served(pair: Interaction, *, encoding: bool = True) -> tuple[Any, ...]:
+    """Everything replay serves and matching compares for one interaction (and, with
+    `encoding`, whether the body was stored decoded from a content-encoding)."""
     request, response = pair
     canned = to_canned(response, 0.0, {})
     return (
@@ -130,5 +271,5 @@ def _served(pair: Interaction) -> tuple[Any, ...]:
         canned.headers,
         b"".join(chunk for _, chunk in canned.chunks),
         canned.fail,
-        response.get("encoding"),
+        response.get("encoding") if encoding else None,
     )

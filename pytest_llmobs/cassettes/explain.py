@@ -171,6 +171,11 @@ def _closest(cassette: LLMCassette, request: StoredRequest) -> list[str]:
             best, best_distance = candidate, distance
     index, closest = best
     lines = [f"  closest recorded request (interaction {index + 1} of {len(cassette.data)}):"]
+    vcrpy = cassette.vcrpy_differences(request, index)
+    if vcrpy:  # a vcrpy-written interaction, matched the way vcrpy matches it
+        match_on = [getattr(m, "__name__", str(m)) for m in cassette.rules.vcrpy_match_on or ()]
+        lines.append(f"    matched the way vcrpy does (match_on: {', '.join(match_on)})")
+        lines.append(f"    vcrpy's matchers that differ: {', '.join(vcrpy)}")
     if closest.method != incoming.method:
         lines.append(f"    method: recorded {closest.method}, sent {incoming.method}")
     if closest.url != incoming.url:
@@ -214,8 +219,15 @@ def _next_steps(misses: list[Miss]) -> str:
             "next: record it with --llm-record-mode=once (then commit the cassette), or run "
             "live without cassettes with --llm-record-mode=off"
         )
+    vcrpy = any(m.cassette is not None and m.cassette.vcrpy_matching for m in misses)
     return (
         "next: add what is missing with --llm-record-mode=new_episodes, or record the test "
         "again with --llm-record-mode=rewrite; ignore volatile body fields with ini "
         "llm_match_ignore (e.g. 'metadata', 'messages.*.name')"
+        + (
+            "; or match vcrpy-written cassettes LLM-aware (the port of a local server and "
+            "volatile fields ignored) with ini llm_match_vcrpy_cassettes = llm"
+            if vcrpy
+            else ""
+        )
     )

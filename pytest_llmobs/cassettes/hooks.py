@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..redaction import Redactor
-from . import naming, vcrpy_version
+from . import naming, vcr_compat, vcrpy_version
 from .credentials import AWS, ReplayCredentials
-from .matching import MatchRules
+from .matching import VCRPY_DEFAULT_MATCH_ON, MatchRules
 from .session import CassetteSession, Context, loopback_only
 
 if TYPE_CHECKING:
@@ -106,10 +106,14 @@ def install(config: pytest.Config, capture: Capture, settings: Settings) -> Cass
     except ValueError as exc:
         raise pytest.UsageError(f"--llm-replay-timing / ini llm_replay_timing: {exc}") from None
     redactor = build_redactor(settings)
-    rules = MatchRules.build(settings.llm_match_ignore, settings.llm_match_ignore_query)
+    rules = MatchRules.build(
+        settings.llm_match_ignore,
+        settings.llm_match_ignore_query,
+        VCRPY_DEFAULT_MATCH_ON if settings.llm_match_vcrpy_cassettes == "vcrpy" else None,
+    )
     # pytest-recording's cassettes may record through vcrpy whatever our mode: a placeholder
     # key must never reach the network, so its suites keep their own keys.
-    recording = config.pluginmanager.has_plugin("recording")
+    recording = vcr_compat.pytest_recording_loaded(config.pluginmanager)
     credentials = None if recording else _replay_credentials(settings)
     if credentials is not None:
         config.add_cleanup(credentials.restore)
@@ -158,6 +162,9 @@ class CassetteHooks:
         self.cli_timing = settings.sources.get("llm_replay_timing") == "cli"
         self.cassette_dir = settings.llm_cassette_dir
         self.allow_hosts = _allow_hosts(settings.llm_allow_hosts)
+        self.match_vcrpy_cassettes = settings.llm_match_vcrpy_cassettes
+        # pytest-recording loaded beside us: its `vcr` marker is its business (vcr_compat)
+        self.vcr_marker_owner: str | None = None
         self.rootpath = Path(str(config.rootpath))
         self.session_context = Context(
             owner="the session (outside any test)",
@@ -222,10 +229,13 @@ class CassetteHooks:
     def _test_context(self, item: pytest.Item) -> Context:
         spec = self.spec(item)
         path = self.default_path(item)
+        mode = spec.mode
+        if self.vcr_marker_owner and item.get_closest_marker("vcr") is not None:
+            mode = "off"  # pytest-recording's cassette serves this test
         return Context(
             owner=item.nodeid,
             path=path,
-            mode=spec.mode,
+            mode=mode,
             pace=spec.pace,
             rules=self.rules.with_paths(spec.match_ignore),
             extra_paths=tuple(naming.named_path(path.parent, n) for n in spec.shared),
@@ -234,20 +244,27 @@ class CassetteHooks:
 
     def use_path(self, item: pytest.Item, path: Path | str) -> Context | None:
         """The `llm_cassette_path` fixture's value (overridable) becomes the test's path."""
+        return self.configure(item, "llm_cassette_path", path=Path(path))
+
+    def configure(self, item: pytest.Item, by: str, **changes: Any) -> Context | None:
+        """Change the test's cassette (path, mode, rules, …) before its first use: fixtures
+        that choose it (`llm_cassette_path`, pytest-recording's `vcr`) call this."""
         context = item.stash.get(CONTEXT, None)
         if context is None:
             return None
-        path = Path(path)
-        if path != context.path:
-            if context.used:
-                item.warn(
-                    pytest.PytestWarning(
-                        f"llm_cassette_path changed to {path} after the test already used "
-                        f"{context.path}; calls made before the change stay in the first one"
-                    )
+        different = {k: v for k, v in changes.items() if getattr(context, k) != v}
+        if not different:
+            return context
+        if context.used:
+            item.warn(
+                pytest.PytestWarning(
+                    f"{by} changed the cassette ({', '.join(different)}) after the test "
+                    f"already used {context.path}; calls made before the change stay there"
                 )
-            else:
-                context.path = path
+            )
+        else:
+            for name, value in different.items():
+                setattr(context, name, value)
         return context
 
     # -- hooks -------------------------------------------------------------------------------
@@ -267,6 +284,16 @@ class CassetteHooks:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         if _SPEC_ERROR in item.stash:
             pytest.fail(f"usage error: {item.stash[_SPEC_ERROR]}", pytrace=False)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        """Open the test's cassette before its body, after the fixtures that may move it:
+        vcrpy's import (~0.4 s, once per process), reading and indexing the file must not
+        sit between a request's start and its first byte, where they would be timed as the
+        call's latency (and recorded as its timing)."""
+        context = item.stash.get(CONTEXT, None)
+        if context is not None and not context.closed:
+            self.session.prepare(context)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
@@ -306,6 +333,7 @@ class CassetteHooks:
             lambda: session.close(context, "failed" if context.failed else "passed")
         )
         session.push(context)
+        session.prepare(context)  # before the fixture's first request: pytest_runtest_call
         try:
             result = yield
         except BaseException:

@@ -12,6 +12,11 @@ Compared, after redaction (and PII masking, when on) of both sides:
 Headers are never compared (SDK versions, retry counters, idempotency keys, auth).
 Each request is reduced once to a hashable key, so lookups stay O(1) in cassettes with
 thousands of interactions; deepdiff explains a miss against the closest recorded request.
+
+Interactions read from a cassette vcrpy wrote can instead be matched the way vcrpy matches
+them (`MatchRules.vcrpy_match_on`, see vcrpy_matching.py); and a test under pytest-recording's
+`vcr` marker may filter requests (`RequestFilters`: vcrpy's filter_headers,
+filter_query_parameters, filter_post_data_parameters) before they are matched or recorded.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -52,6 +57,24 @@ _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Key = tuple[str, str, bytes]
+# vcrpy's own default (VCR(match_on=…)): what it compares when a suite does not say
+VCRPY_DEFAULT_MATCH_ON: tuple[str, ...] = ("method", "scheme", "host", "port", "path", "query")
+# vcrpy's matcher registry (`VCR().matchers`), by name; "url" is its old alias of "uri"
+VCRPY_MATCHERS: tuple[str, ...] = (
+    "method",
+    "uri",
+    "url",
+    "scheme",
+    "host",
+    "port",
+    "path",
+    "query",
+    "headers",
+    "raw_body",
+    "body",
+)
+# a filter: (name, replacement); None drops the name, a callable is vcrpy's (key, value, request)
+Replacement = tuple[str, Any]
 
 
 def is_loopback(host: str) -> bool:
@@ -80,11 +103,32 @@ class Normalized:
 
 
 @dataclass(frozen=True)
+class RequestFilters:
+    """vcrpy's request filters, applied with vcrpy's own functions to every request before
+    it is matched and before it is recorded (both sides then look the same)."""
+
+    headers: tuple[Replacement, ...] = ()
+    query: tuple[Replacement, ...] = ()
+    post_data: tuple[Replacement, ...] = ()
+
+    def apply(self, stored_request: dict[str, Any]) -> dict[str, Any]:
+        from .vcrpy_matching import apply_filters  # imports vcrpy: only once a cassette is open
+
+        return apply_filters(stored_request, self)
+
+
+@dataclass(frozen=True)
 class MatchRules:
-    """Which parts of a request are ignored; built once per session from the settings."""
+    """Which parts of a request are ignored; built once per session from the settings.
+
+    `vcrpy_match_on` (vcrpy matcher names or callables) makes interactions read from a
+    vcrpy-written cassette match the way vcrpy would; None keeps them LLM-aware like ours.
+    `filters`: a pytest-recording test's vcrpy filters."""
 
     ignore_paths: tuple[str, ...] = DEFAULT_IGNORE_PATHS
     ignore_query: frozenset[str] = DEFAULT_IGNORE_QUERY
+    vcrpy_match_on: tuple[Any, ...] | None = None
+    filters: RequestFilters | None = None
     _paths: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -95,18 +139,37 @@ class MatchRules:
         object.__setattr__(self, "ignore_query", frozenset(q.lower() for q in self.ignore_query))
 
     @classmethod
-    def build(cls, extra_paths: Iterable[str] = (), extra_query: Iterable[str] = ()) -> MatchRules:
+    def build(
+        cls,
+        extra_paths: Iterable[str] = (),
+        extra_query: Iterable[str] = (),
+        vcrpy_match_on: tuple[Any, ...] | None = None,
+    ) -> MatchRules:
         return cls(
             ignore_paths=tuple(dict.fromkeys((*DEFAULT_IGNORE_PATHS, *extra_paths))),
             ignore_query=DEFAULT_IGNORE_QUERY | {q.strip() for q in extra_query if q.strip()},
+            vcrpy_match_on=vcrpy_match_on,
         )
 
     def with_paths(self, extra: Sequence[str]) -> MatchRules:
         if not extra:
             return self
-        return MatchRules(tuple(dict.fromkeys((*self.ignore_paths, *extra))), self.ignore_query)
+        return replace(self, ignore_paths=tuple(dict.fromkeys((*self.ignore_paths, *extra))))
+
+    def with_vcrpy(
+        self, match_on: tuple[Any, ...] | None, filters: RequestFilters | None
+    ) -> MatchRules:
+        """These rules for a test under pytest-recording's `vcr` marker."""
+        return replace(self, vcrpy_match_on=match_on, filters=filters)
+
+    @property
+    def wants_headers(self) -> bool:
+        """Whether matching reads request headers (vcrpy filters and matchers may)."""
+        return self.filters is not None or self.vcrpy_match_on is not None
 
     def normalize(self, stored_request: dict[str, Any]) -> Normalized:
+        if self.filters is not None:
+            stored_request = self.filters.apply(stored_request)
         method = str(stored_request.get("method", "GET")).upper()
         url = normalize_url(str(stored_request.get("uri", "")), self.ignore_query)
         body = stored_request.get("body")

@@ -6,8 +6,10 @@ set up or torn down. Calls from threads and tasks a test starts go to the test's
 
 For each request the transports see (chaos answers first, and is never recorded):
 
-1. no cassette in use, record mode `off`, or another recorder or mock answering (vcrpy,
-   respx, responses …: intercept/foreign.py): straight on, not recorded;
+1. no cassette in use, record mode `off`, another recorder or mock answering (vcrpy,
+   respx, responses …: intercept/foreign.py), or a host the cassette ignores (vcrpy's
+   ignore_hosts / ignore_localhost under pytest-recording's `vcr` marker): straight on,
+   not recorded;
 2. a non-LLM request to an allowed host (`llm_allow_hosts`, default loopback): the
    network, not recorded; LLM requests (per provider detection) are always cassette
    business, even to a local server;
@@ -64,6 +66,7 @@ class Context:
     rules: MatchRules
     extra_paths: tuple[Path, ...] = ()
     allow_hosts: tuple[str, ...] = ()
+    bypass_hosts: frozenset[str] = frozenset()  # every request to these: network, unrecorded
     cassette: LLMCassette | None = None
     extras: list[LLMCassette] = field(default_factory=list)
     error: CassetteError | None = None
@@ -151,6 +154,24 @@ class CassetteSession:
             self.saved.append(context.path)
 
     # -- opening cassettes -------------------------------------------------------------------
+    def open(self, context: Context) -> LLMCassette | None:
+        """Open the context's cassettes now (a fixture that hands the cassette out); None
+        when the file cannot be read (`context.error` says why)."""
+        with self._lock:
+            return self._open(context)
+
+    def prepare(self, context: Context) -> None:
+        """Open the context's cassettes ahead of its first request, when that request will
+        need them: there is a file to replay, or the mode records (the live request must be
+        timed without vcrpy's import in it). In mode none with no file every LLM request is
+        blocked anyway, and a run that replays nothing never imports vcrpy."""
+        if context.mode == "off" or context.opened:
+            return
+        paths = (context.path, *context.extra_paths)
+        if context.mode == "none" and not any(path.exists() for path in paths):
+            return
+        self.open(context)
+
     def _open(self, context: Context) -> LLMCassette | None:
         if not context.opened:
             context.opened = True
@@ -174,7 +195,11 @@ class CassetteSession:
         if context is None or ANSWERED_BY in exchange.annotations:
             # No cassette in use, or another recorder or mock answers (intercept/foreign.py).
             return None
-        if context.mode == "off" or self._allowed(exchange, context.allow_hosts):
+        if (
+            context.mode == "off"
+            or self._allowed(exchange, context.allow_hosts)
+            or exchange.host.lower() in context.bypass_hosts
+        ):
             return self._leave(exchange, context)
         with self._lock:
             cassette = self._open(context)
@@ -192,7 +217,12 @@ class CassetteSession:
                 )
             from .cassette import StoredRequest
 
-            request = StoredRequest(request_from_exchange(exchange, self.redactor, headers=False))
+            # vcrpy's filters and matchers may read headers; our matching never does
+            headers = context.rules.wants_headers and (
+                context.rules.filters is not None
+                or any(c.foreign for c in (cassette, *context.extras))
+            )
+            request = StoredRequest(request_from_exchange(exchange, self.redactor, headers=headers))
             request.started_at = exchange.started_at
             try:
                 key = cassette.normalize(request).key

@@ -9,7 +9,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from .format import Interaction, dumps_document, encode_body, encode_chunk, write_atomic
+from ..atomic import write_atomic
+from .format import Interaction, dumps_document, encode_body, encode_chunk
 
 _WORDS = tuple(
     [

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..testing.eventstream import (
+from ..providers.eventstream import (
     decode_frame,
     encode_frame,
     event_frame,

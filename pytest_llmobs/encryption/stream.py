@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import secrets
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from ..report._files import AtomicFile
+from ..atomic import AtomicFile
 from .keys import KeySource, KeySourceError, aesgcm
 
 SUFFIX = ".enc"
@@ -65,10 +63,10 @@ class _EncryptingWriter(io.RawIOBase):
         return len(view)
 
     def close(self) -> None:
+        """Write the last (flagged) chunk; the sink stays open for its owner to commit."""
         if not self.closed:
             self._emit(bytes(self._buffer), last=True)
             self._buffer.clear()
-            self._sink.close()
         super().close()
 
     def _emit(self, plaintext: bytes, *, last: bool) -> None:
@@ -83,18 +81,19 @@ class EncryptedAtomicFile(AtomicFile):
 
     def __init__(self, path: Path, source: KeySource) -> None:
         self.plain_path = path
-        self.path = path.with_name(path.name + SUFFIX)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=path.parent)
-        self.tmp = Path(tmp)
+        super().__init__(path.with_name(path.name + SUFFIX))
         try:
-            writer = _EncryptingWriter(os.fdopen(fd, "wb"), source)
+            writer = _EncryptingWriter(self.binary, source)
         except BaseException:
-            self.tmp.unlink(missing_ok=True)
+            self.discard()
             raise
-        self.stream: IO[str] = io.TextIOWrapper(
+        self._text = io.TextIOWrapper(
             io.BufferedWriter(writer, CHUNK), encoding="utf-8", newline="\n"
         )
+
+    def _close_layers(self) -> None:
+        if self._text is not None:
+            self._text.close()  # the writer then emits its last chunk into `binary`
 
     def commit(self) -> Path:
         path = super().commit()
@@ -215,15 +214,14 @@ def decrypt_file(path: Path, output: Path, source: KeySource) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     with path.open("rb") as raw:
         chunks = decrypt_stream(raw, source, str(path))  # a wrong key fails before any output
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+        target = AtomicFile(output)
         try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-            os.replace(tmp, output)
+            for chunk in chunks:
+                target.binary.write(chunk)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            target.discard()
             raise
+        target.commit()
     return output
 
 

@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..atomic import AtomicFile, write_atomic
 from ..redaction import Redactor
 from ..summary import totals
 from . import junit, prompts
-from ._files import AtomicFile, write_text
 from .storage import artifact_lines, open_artifact
 from .traces import PerfettoWriter, export_request
 
@@ -226,8 +226,8 @@ def write_final(
     }
     text = _one_line_each(summary)
     return [
-        write_text(directory / JUNIT, redactor.text(xml)),
-        write_text(directory / SUMMARY, redact_json(redactor, text) + "\n"),
+        write_atomic(directory / JUNIT, redactor.text(xml)),
+        write_atomic(directory / SUMMARY, redact_json(redactor, text) + "\n"),
     ]
 
 

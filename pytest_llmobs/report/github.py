@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomic
 from ..summary import figures, findings, totals
-from ._files import write_text
 
 TOP = 5
 
@@ -60,7 +60,7 @@ def markdown(
 def append_summary(path: Path, text: str) -> None:
     """Append to the job summary file (GitHub creates it; appending keeps other steps')."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    write_text(path, old + ("\n" if old and not old.endswith("\n") else "") + text)
+    write_atomic(path, old + ("\n" if old and not old.endswith("\n") else "") + text)
 
 
 def error_annotations(tests: Mapping[str, Mapping[str, Any]], prefix: str = "") -> list[str]:

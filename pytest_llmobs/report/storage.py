@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._files import AtomicFile
+from ..atomic import AtomicFile
 
 if TYPE_CHECKING:
     from ..encryption.keys import KeySource

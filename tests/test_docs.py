@@ -1,8 +1,8 @@
-"""The README is executed, so it cannot rot.
+"""The documentation is executed, so it cannot rot: README.md and every page of the site.
 
-Every fenced block is run or checked, section by section (one pytester directory per `##`
-section, against the local provider server; the SDKs find it through OPENAI_BASE_URL /
-ANTHROPIC_BASE_URL, as a user's would find the real API):
+Every fenced block is run or checked, page by page (one pytester directory per page, the
+blocks in order, against the local provider server; the SDKs find it through
+OPENAI_BASE_URL / ANTHROPIC_BASE_URL, as a user's would find the real API):
 
 - ```python: a test file (`# name.py` on its first line names it) runs in an inner pytest
   session and must pass (`<!-- expect: failed=1 passed=2 -->` above it says otherwise;
@@ -11,7 +11,7 @@ ANTHROPIC_BASE_URL, as a user's would find the real API):
 - ```text: output of the previous python block's run; each line must appear, in order
   (`…` matches anything, runs of spaces are equal).
 - ```console: `$ ` commands are run (`pytest` in-process, `llmobs` as a subprocess) in the
-  section's directory, without LLMOBS_RECORD_MODE, as on a user's machine, and a `pytest`
+  page's directory, without LLMOBS_RECORD_MODE, as on a user's machine, and a `pytest`
   that replays (record mode none) without OPENAI_API_KEY / ANTHROPIC_API_KEY, as in CI; the
   lines after a command must appear in its output.
 - ```sh / ```bash: commands are checked, not run: `--llm-*` flags exist and take valid
@@ -19,12 +19,13 @@ ANTHROPIC_BASE_URL, as a user's would find the real API):
 - ```yaml: a chaos scenario (loaded with the scenario loader), a GitHub workflow (structure
   and run commands) or a Prometheus config (its rule files ship with the package);
   ```ini / ```toml: pytest ini keys exist (and an inner run accepts them), price and alert
-  rule files load; ```json: a cassette replays, a baseline file loads. `promtool` lines run
-  when Debian's promtool is installed.
+  rule files load; ```json: a cassette replays, a baseline file or an alert payload loads.
+  `promtool` lines run when Debian's promtool is installed.
 - `<!-- not-run: reason -->` above a block skips it; there may be only a few.
 
-The reference tables are compared with the code: options with settings.OPTIONS, markers
-with the registered ones, fixtures with the plugin's, the `llmobs` subcommands with the CLI.
+The reference page is generated from the code when the site is built (docs_hooks/); here
+its sources are compared with what pytest and the CLI report, and `mkdocs build --strict`
+is shown to fail on a broken link and on an option no page explains.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import configparser
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -43,39 +45,46 @@ from typing import Any
 import pytest
 import yaml
 from docs_support import (
+    DOCS,
+    README,
     ROOT,
     Block,
     check_command,
     check_workflow,
-    code_spans,
+    doc_files,
+    doc_name,
+    file_blocks,
+    markdown_blocks,
     missing_output,
-    option_flags,
-    readme_blocks,
-    sections,
     shell_commands,
-    subcommands,
-    table_rows,
 )
 from inner import INNER_ARGS
 
 from pytest_llmobs import settings
 from pytest_llmobs.alerts import load_rules_file as load_alert_rules
 from pytest_llmobs.baseline import Baseline
-from pytest_llmobs.chaos.catalog import fault_table
 from pytest_llmobs.chaos.scenario import parse_scenario
 from pytest_llmobs.pricing import load_rules
 from pytest_llmobs.testing import ProviderServer
 
+sys.path.insert(0, str(ROOT / "docs_hooks"))
+import reference  # the site's generator, beside mkdocs.yml
+
 MAX_NOT_RUN = 4
-# pytest's own ini keys and those of plugins the README may show next to ours.
+README_MAX_LINES = 200
+FIRST_EXAMPLE_MAX_LINES = 15
+# pytest's own ini keys and those of plugins the docs may show next to ours.
 OTHER_INI_KEYS = {"addopts", "markers", "testpaths", "asyncio_mode", "xfail_strict"}
 
-BLOCKS = readme_blocks()
-SECTIONS = list(dict.fromkeys(b.section for b in BLOCKS if "not-run" not in b.directives))
+BLOCKS = {doc_name(path): file_blocks(path) for path in doc_files()}
+PAGES = [
+    name for name, blocks in BLOCKS.items() if any("not-run" not in b.directives for b in blocks)
+]
+ALL_BLOCKS = [block for blocks in BLOCKS.values() for block in blocks]
 
 
-class SectionRun:
-    """Runs one README section's blocks in order, in one pytester directory."""
+class PageRun:
+    """Runs one page's blocks in order, in one pytester directory."""
 
     def __init__(self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
         self.pytester = pytester
@@ -105,7 +114,7 @@ class SectionRun:
                 "(first line `# name.py`)"
             )
             return
-        name = name or f"test_readme_{block.line}.py"
+        name = name or f"test_docs_{block.line}.py"
         (self.pytester.path / name).write_text(block.text, encoding="utf-8")
         if not is_test:
             return
@@ -252,17 +261,24 @@ class SectionRun:
             path = self.pytester.path / "baseline.json"
             path.write_text(block.text, encoding="utf-8")
             assert Baseline.load(path).tests, block.where
+        elif "blocks" in data:  # an alert webhook's payload (Slack's incoming-webhook shape)
+            if not isinstance(data.get("text"), str) or not all(
+                isinstance(b, dict) and "type" in b for b in data["blocks"]
+            ):
+                self.problems.append(f"{block.where}: not a Slack payload (text, typed blocks)")
         else:
-            self.problems.append(f"{block.where}: neither a cassette nor a baseline file")
+            self.problems.append(
+                f"{block.where}: neither a cassette, a baseline file nor a webhook payload"
+            )
 
     def _replay_cassette(self, block: Block) -> None:
         """The cassette replays: each recorded request, sent again, gets its answer."""
-        folder = self.pytester.path / "cassettes" / "test_readme_cassette"
+        folder = self.pytester.path / "cassettes" / "test_docs_cassette"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "readme.yaml").write_text(block.text, encoding="utf-8")
-        self.pytester.makepyfile(test_readme_cassette=_REPLAY_TEST)
+        (folder / "docs.yaml").write_text(block.text, encoding="utf-8")
+        self.pytester.makepyfile(test_docs_cassette=_REPLAY_TEST)
         result = self.pytester.runpytest(
-            *INNER_ARGS, "--llm-record-mode=none", "test_readme_cassette.py"
+            *INNER_ARGS, "--llm-record-mode=none", "test_docs_cassette.py"
         )
         if result.ret != 0:
             output = "\n".join(result.outlines)
@@ -292,9 +308,9 @@ class SectionRun:
 _REPLAY_TEST = """
 import json, pathlib, httpx, pytest
 
-@pytest.mark.llm_cassette("readme")
+@pytest.mark.llm_cassette("docs")
 def test_cassette_replays():
-    path = pathlib.Path(__file__).parent / "cassettes/test_readme_cassette/readme.yaml"
+    path = pathlib.Path(__file__).parent / "cassettes/test_docs_cassette/docs.yaml"
     for item in json.loads(path.read_text())["interactions"]:
         request, response = item["request"], item["response"]
         answer = httpx.request(request["method"], request["uri"], json=request["body"]["json"])
@@ -331,134 +347,118 @@ def _record_mode(args: list[str]) -> str:
 
 
 @pytest.fixture
-def readme_env(provider: ProviderServer, monkeypatch: pytest.MonkeyPatch) -> ProviderServer:
+def docs_env(provider: ProviderServer, monkeypatch: pytest.MonkeyPatch) -> ProviderServer:
     """The SDKs' own environment variables point at the local provider server."""
     monkeypatch.setenv("OPENAI_BASE_URL", f"{provider.url}/v1")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", provider.url)
     return provider
 
 
-@pytest.mark.parametrize("section", SECTIONS)
-def test_readme_section_runs(
-    section: str,
+@pytest.mark.parametrize("page", PAGES)
+def test_page_blocks_run(
+    page: str,
     pytester: pytest.Pytester,
-    readme_env: ProviderServer,
+    docs_env: ProviderServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    run = SectionRun(pytester, monkeypatch)
-    for block in BLOCKS:
-        if block.section == section and "not-run" not in block.directives:
+    run = PageRun(pytester, monkeypatch)
+    for block in BLOCKS[page]:
+        if "not-run" not in block.directives:
             run.run(block)
     assert not run.problems, "\n\n".join(run.problems)
 
 
 def test_blocks_not_run_are_few_and_say_why() -> None:
-    skipped = [b for b in BLOCKS if "not-run" in b.directives]
+    skipped = [b for b in ALL_BLOCKS if "not-run" in b.directives]
     assert all(b.directives["not-run"] for b in skipped), [b.where for b in skipped]
     assert len(skipped) <= MAX_NOT_RUN, (
-        f"{len(skipped)} README blocks are marked not-run (at most {MAX_NOT_RUN}): "
+        f"{len(skipped)} blocks are marked not-run (at most {MAX_NOT_RUN}): "
         + ", ".join(b.where for b in skipped)
     )
-    assert len(BLOCKS) - len(skipped) >= 15  # the parser still finds the blocks
+    assert len(ALL_BLOCKS) - len(skipped) >= 40  # the parser still finds the blocks
+    assert any(b.file != "README.md" for b in ALL_BLOCKS)  # and the site's pages
 
 
-# -- reference tables ----------------------------------------------------------------------
-def _reference() -> str:
-    return sections().get("Reference", "")
+# -- README: one screen, an example, links into the docs -------------------------------------
+def test_readme_is_one_screen_with_a_short_first_example() -> None:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines"
+    first = next(b for b in BLOCKS["README.md"] if b.lang == "python")
+    assert len(first.text.splitlines()) <= FIRST_EXAMPLE_MAX_LINES, first.where
+    assert "llm_budget" in first.text  # a budgeted test, from the README alone
 
 
-def test_option_table_matches_settings() -> None:
-    rows = table_rows(_reference(), "flag")
-    documented = {code_spans(row[0])[0].split()[0]: row for row in rows if code_spans(row[0])}
-    flags = option_flags()
-    missing = [option for flag, option in flags.items() if flag not in documented]
-    suggestions = [
-        f"| `{o.flag}{'' if o.kind == 'bool' else ' ' + o.name.upper()}` | `{o.name}` | "
-        f"{o.default!r} | {o.help} |"
-        for o in missing
-    ]
-    assert not missing, (
-        "README Reference → Options: these options have no row; add (and edit) these rows:\n"
-        + "\n".join(suggestions)
-    )
-    stale = sorted(set(documented) - set(flags))
-    assert not stale, f"README Options rows for options that do not exist: {stale}"
-    wrong_ini = [
-        flag
-        for flag, row in documented.items()
-        if flags[flag].name not in code_spans(row[1] if len(row) > 1 else "")
-    ]
-    assert not wrong_ini, f"README Options rows whose ini column is not the option's: {wrong_ini}"
+_LINK = re.compile(r"\]\((?!https?://|#|mailto:)([^)#\s]+)(?:#[^)]*)?\)")
 
 
-def test_marker_table_matches_registered_markers(pytester: pytest.Pytester) -> None:
+def test_readme_links_exist() -> None:
+    """README.md's relative links (into docs/ and the tree) point at files that exist; the
+    site's own links are checked by `mkdocs build --strict`."""
+    links = _LINK.findall(README.read_text(encoding="utf-8"))
+    assert any(link.startswith("docs/") for link in links)
+    missing = [link for link in links if not (ROOT / link).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+def test_named_example_suites_exist() -> None:
+    """Paths the docs name under example_suites/ exist."""
+    for path in doc_files():
+        text = path.read_text(encoding="utf-8")
+        for name in set(re.findall(r"example_suites/[\w./-]*\w", text)):
+            assert (ROOT / name).exists(), f"{doc_name(path)} names {name}, which does not exist"
+
+
+# -- the generated reference ------------------------------------------------------------------
+def test_pages_leave_nothing_undocumented() -> None:
+    """What the site build warns about (and --strict fails on): every option, marker,
+    fixture and `llmobs` command explained on a task page, every LLMCall field described,
+    every missed performance goal explained, no unknown generated part."""
+    assert reference.problems(reference.read_pages()) == []
+
+
+def test_an_option_no_page_explains_is_a_problem() -> None:
+    pages = reference.read_pages()
+    option = settings.OPTIONS[-1]
+    gone = {
+        path: re.sub(rf"{re.escape(option.flag)}|{re.escape(option.name)}", "(removed)", text)
+        for path, text in pages.items()
+    }
+    found = reference.problems(gone)
+    assert any(p.startswith(f"{option.name} is documented on no page") for p in found), found
+
+
+def test_reference_lists_what_pytest_and_the_cli_report(pytester: pytest.Pytester) -> None:
+    """The reference's sources agree with an inner run's `--markers` and `--fixtures` (our
+    plugin's entries), and every one of them has a description."""
     result = pytester.runpytest(*INNER_ARGS, "--markers")
     registered = {
         line.split("@pytest.mark.")[1].split("(")[0].split(":")[0]
         for line in result.outlines
         if line.startswith("@pytest.mark.llm")
     }
-    assert {"llm_budget", "llm_chaos", "llm_cassette"} <= registered
-    rows = table_rows(_reference(), "marker")
-    documented = {code_spans(row[0])[0].split("(")[0] for row in rows if code_spans(row[0])}
-    assert not registered - documented, (
-        f"README Reference → Markers: add rows for {sorted(registered - documented)}"
-    )
-    assert not documented - registered, (
-        f"README Markers rows for markers that are not registered: "
-        f"{sorted(documented - registered)}"
-    )
-
-
-def test_fixture_table_matches_the_plugin(pytester: pytest.Pytester) -> None:
+    documented = {reference.marker_name(sig) for sig in reference.markers()}
+    assert {"llm_budget", "llm_chaos", "llm_cassette"} <= registered <= documented
+    assert all(reference.markers().values())
     result = pytester.runpytest(*INNER_ARGS, "--fixtures")
     ours = set()
     for line in result.outlines:
         name, sep, origin = line.partition(" -- ")
         if sep and "pytest_llmobs" in origin and not name.startswith("_"):
             ours.add(name.split()[0])
-    assert {"llmobs", "llm_cassette"} <= ours
-    rows = table_rows(_reference(), "fixture")
-    documented = {code_spans(row[0])[0] for row in rows if code_spans(row[0])}
-    assert not ours - documented, (
-        f"README Reference → Fixtures: add rows for {sorted(ours - documented)}"
-    )
-    assert not documented - ours, (
-        f"README Fixtures rows for no fixture: {sorted(documented - ours)}"
-    )
-
-
-def test_cli_table_matches_the_subcommands() -> None:
-    commands = subcommands()
-    rows = table_rows(_reference(), "command")
-    documented = {}
-    for row in rows:
-        spans = code_spans(row[0])
-        if spans and spans[0].startswith("llmobs "):
-            words = spans[0].split()[1:]
-            name = words[: next((i for i, w in enumerate(words) if not w.isalpha()), len(words))]
-            documented[" ".join(w for w in name if w.islower())] = row
-    top_level = {name for name in commands if " " not in name}
-    missing = sorted(n for n in commands if n not in documented and n not in top_level)
-    missing += sorted(n for n in top_level if not any(d.split()[0] == n for d in documented))
-    assert not missing, f"README Reference → The llmobs command: add rows for {missing}"
-    stale = sorted(d for d in documented if d not in commands)
-    assert not stale, f"README llmobs rows for subcommands that do not exist: {stale}"
-    for name, row in documented.items():
-        text = " ".join(row)
-        flags = [
-            opt
-            for action in commands[name]._actions
-            for opt in action.option_strings
-            if opt.startswith("--") and opt != "--help"
-        ]
-        undocumented = [flag for flag in flags if flag not in text]
-        assert not undocumented, f"README row for `llmobs {name}` does not mention {undocumented}"
+    assert {"llmobs", "llm_cassette"} <= ours == set(reference.fixtures())
+    missing = [name for name, doc in reference.fixtures().items() if not doc]
+    assert not missing, f"fixtures without a docstring: {missing}"
+    text, unknown = reference.expand("<!-- generated: cli -->\n<!-- generated: options -->")
+    assert not unknown
+    for name in reference.subcommands():
+        assert f"### `llmobs {name}`" in text
+    for option in settings.OPTIONS:
+        assert f"ini `{option.name}`" in text and option.flag in text
 
 
 def test_cli_help_is_complete() -> None:
     """Every subcommand has a description, every argument a help text."""
-    for name, parser in subcommands().items():
+    for name, parser in reference.subcommands().items():
         assert parser.description, f"llmobs {name}: no description"
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
@@ -473,7 +473,7 @@ def test_cli_help_is_complete() -> None:
         check=True,
         cwd=ROOT,
     ).stdout
-    for name in subcommands():
+    for name in reference.subcommands():
         if " " not in name:
             assert name in help_text, f"`llmobs --help` does not list {name}"
 
@@ -495,28 +495,46 @@ def test_pytest_help_shows_every_flag_and_ini_key(tmp_path: Path) -> None:
         assert " ".join(option.help.split())[:40] in text, f"{option.flag}: help text missing"
 
 
-def test_readme_example_suites_exist() -> None:
-    """Paths the README names under example_suites/ exist."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    for path in set(re.findall(r"example_suites/[\w./-]*\w", text)):
-        assert (ROOT / path).exists(), f"README names {path}, which does not exist"
+# -- the site build ------------------------------------------------------------------------------
+def _site_project(tmp_path: Path) -> Path:
+    """A copy of the docs with this repository's mkdocs.yml and hooks (paths made absolute)."""
+    shutil.copytree(DOCS, tmp_path / "docs")
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    config["docs_dir"] = str(tmp_path / "docs")
+    config["site_dir"] = str(tmp_path / "site")
+    config["hooks"] = [str(ROOT / hook) for hook in config["hooks"]]
+    path = tmp_path / "mkdocs.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
 
 
-def test_a_first_example_of_at_most_30_lines() -> None:
-    first = next(b for b in BLOCKS if b.lang == "python")
-    assert first.section.startswith("Your first test"), first.where
-    assert len(first.text.splitlines()) <= 30, first.where
-    assert "llm_budget" in first.text  # a budgeted test, from the README alone
-
-
-def test_fault_table_is_the_catalog() -> None:
-    """The README's fault table is what `llmobs proxy --list-faults` prints."""
-    documented = table_rows(sections()["Chaos"], "fault")
-    catalog = table_rows(fault_table(), "fault")
-    assert documented == catalog, (
-        "README Chaos: the fault table differs from the catalog; paste the output of "
-        "`llmobs proxy --list-faults`:\n" + fault_table()
+def _build(config: Path) -> subprocess.CompletedProcess[str]:
+    # Not -q: it drops the warnings that --strict counts.
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
+
+
+def test_site_builds_strict_and_a_broken_link_fails_it(tmp_path: Path) -> None:
+    config = _site_project(tmp_path)
+    done = _build(config)
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = (tmp_path / "site" / "reference" / "index.html").read_text(encoding="utf-8")
+    for option in settings.OPTIONS:
+        assert option.flag in page, f"{option.flag} is not on the built reference page"
+    page_md = tmp_path / "docs" / "budgets.md"
+    page_md.write_text(
+        page_md.read_text(encoding="utf-8") + "\nSee [the missing page](no-such-page.md).\n",
+        encoding="utf-8",
+    )
+    done = _build(config)
+    assert done.returncode != 0
+    assert "no-such-page.md" in done.stderr, done.stderr[-3000:]
 
 
 # -- the checks themselves catch what they are for --------------------------------------------
@@ -542,16 +560,23 @@ a line the run never printed
 ```
 no language
 ```
+
+- in a list:
+
+  ```sh
+  pytest --llm-budget-mode=sometimes
+  ```
 """
 
 
 def test_broken_blocks_are_reported(
-    pytester: pytest.Pytester, readme_env: ProviderServer, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, docs_env: ProviderServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    blocks = readme_blocks(BROKEN)
-    assert [b.lang for b in blocks] == ["sh", "python", "text", ""]
+    blocks = markdown_blocks(BROKEN, "broken.md")
+    assert [b.lang for b in blocks] == ["sh", "python", "text", "", "sh"]
     assert blocks[1].directives == {"expect": "passed=1"}
-    run = SectionRun(pytester, monkeypatch)
+    assert blocks[4].text == "pytest --llm-budget-mode=sometimes\n"  # dedented
+    run = PageRun(pytester, monkeypatch)
     for block in blocks:
         run.run(block)
     text = "\n".join(run.problems)
@@ -561,4 +586,6 @@ def test_broken_blocks_are_reported(
     assert "No rule to make target 'no-such-target'" in text
     assert "a line the run never printed" in text
     assert "no check for this kind of block" in text
+    assert "broken.md:" in text
+    assert "--llm-budget-mode='sometimes'" in text
     assert "expected" not in text.split("text):")[0]  # the python block itself passed
