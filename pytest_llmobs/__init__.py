@@ -1,6 +1,6 @@
 """pytest-llmobs: record, replay, observe and check the LLM calls your code makes under test."""
 
-from .budgets import Budget, LLMBudgetWarning, Violation
+from .budgets import Budget, LLMBudgetWarning, LLMUncheckedWarning, Violation
 from .calls import LLMCall, Usage
 from .context import (
     ContextThreadPoolExecutor,
@@ -25,6 +25,7 @@ __all__ = [
     "LLMCall",
     "LLMExportWarning",
     "LLMObs",
+    "LLMUncheckedWarning",
     "Pricing",
     "Range",
     "Span",

@@ -40,6 +40,13 @@ class LLMBudgetWarning(pytest.PytestWarning):
     """An LLM budget / truncation check failed while ``--llm-budget-mode=warn``."""
 
 
+class LLMUncheckedWarning(LLMBudgetWarning):
+    """An ``llm_budget`` limit could not be checked: the figure is unknown (a stream replayed
+    from a cassette without timing has no time to first chunk). A warning, so that suites
+    replaying vcrpy cassettes keep passing; ``-W error::pytest_llmobs.LLMUncheckedWarning``
+    (or ``filterwarnings = error``) fails the test instead."""
+
+
 class BudgetError(ValueError):
     """Bad `llm_budget` / `llm_allow_truncation` / `llm_session_budget` arguments."""
 
@@ -329,6 +336,34 @@ def check_test(
     return out
 
 
+def unchecked(calls: Sequence[LLMCall], budget: Budget) -> list[str]:
+    """The limits of `budget` that some counted calls could not be checked against, one
+    sentence each naming the calls (numbered as in `llmobs.calls`) and why: their figure is
+    unknown, which is never counted as zero (and never as a pass)."""
+    keys = [k for k in ("max_ttft_s", "min_tokens_per_s") if getattr(budget, k) is not None]
+    if not keys:
+        return []
+    # A stream replayed without recorded timing has no TTFT, hence no rate either.
+    untimed = [
+        i
+        for i, c in enumerate(calls, 1)
+        if budget.counts(c)
+        and c.stream
+        and c.source == "replay"
+        and c.recorded_time_to_first_chunk_s is None
+        and not _errored(c)
+    ]
+    if not untimed:
+        return []
+    refs = " ".join(f"#{i}" for i in untimed)
+    return [
+        f"{key}: could not be checked for call(s) {refs}: replayed from a cassette without "
+        "timing (vcrpy records none), so the time to first chunk is unknown; re-record the "
+        "cassette with pytest-llmobs to check it"
+        for key in keys
+    ]
+
+
 _Found = tuple[Any, list[LLMCall], str] | None
 _PRICING = Pricing()
 
@@ -610,6 +645,18 @@ class BudgetConfig:
             return None
         title = f"LLM checks failed for {nodeid}: {len(violations)} violation(s)"
         return render(violations, calls, title=title, pricing=self.pricing)
+
+    def unchecked_test(
+        self, nodeid: str, calls: Sequence[LLMCall], checks: TestChecks
+    ) -> str | None:
+        """The warning text for limits of one test that could not be checked, or None."""
+        if self.mode == "off":
+            return None
+        notes = unchecked(list(calls), checks.budget)
+        if not notes:
+            return None
+        lines = [f"LLM budget not fully checked for {nodeid}: {len(notes)} limit(s) unknown"]
+        return "\n".join(lines + [f"  - {note}" for note in notes])
 
     def check_session(self, tests: Mapping[str, Sequence[Mapping[str, Any]]]) -> str | None:
         """The session budget against every test's call records (nodeid → records)."""

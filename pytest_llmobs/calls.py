@@ -31,7 +31,8 @@ class Usage:
         return Usage(
             input_tokens=add(self.input_tokens, other.input_tokens),
             output_tokens=add(self.output_tokens, other.output_tokens),
-            total_tokens=add(self.total_tokens, other.total_tokens),
+            # a call without a total (Anthropic reports none) counts its input + output
+            total_tokens=add(self.known_total, other.known_total),
             cached_input_tokens=add(self.cached_input_tokens, other.cached_input_tokens),
             cache_creation_input_tokens=add(
                 self.cache_creation_input_tokens, other.cache_creation_input_tokens
@@ -47,6 +48,15 @@ class Usage:
     def from_dict(cls, data: Mapping[str, Any]) -> Usage:
         """The inverse of `as_dict`; names it does not know are ignored."""
         return cls(**{name: data.get(name) for name in _USAGE_FIELDS})
+
+    @property
+    def known_total(self) -> int | None:
+        """The provider's total, else input + output; None when no count is known."""
+        if self.total_tokens is not None:
+            return self.total_tokens
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
 
     @property
     def total(self) -> int:
@@ -125,7 +135,8 @@ class LLMCall:
     recorded_duration_s: float | None = None
     """On replay: `duration_s` of the recording."""
     recorded_time_to_first_chunk_s: float | None = None
-    """On replay: `time_to_first_chunk_s` of the recording."""
+    """On replay: `time_to_first_chunk_s` of the recording; `None` when it has no timing (a
+    cassette plain vcrpy wrote), and then the call's TTFT is unknown, never 0."""
     server_address: str | None = None
     """The host the request went to."""
     server_port: int | None = None
@@ -154,7 +165,8 @@ class LLMCall:
 
     @property
     def effective_time_to_first_chunk_s(self) -> float | None:
-        """Recorded TTFT on instant replay, measured TTFT otherwise."""
-        if self.recorded_time_to_first_chunk_s is not None and self.source == "replay":
+        """Recorded TTFT on replay, measured TTFT otherwise. None on a replay whose recording
+        has no timing (a vcrpy cassette): what the replay measured is no TTFT of the call."""
+        if self.source == "replay":
             return self.recorded_time_to_first_chunk_s
         return self.time_to_first_chunk_s

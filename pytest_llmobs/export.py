@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from .capture import OUTSIDE, Capture
 from .redaction import Redactor
-from .report.traces import redacted_span
+from .report.traces import redacted_span, test_attributes
 from .tracing import span_with
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ class LiveExport:
 
     def on_span(self, nodeid: str, span: ReadableSpan) -> None:
         """Called by the capture for each span of a test; the copy names the test the way
-        traces.jsonl does (resource attribute `test.case.name`)."""
+        traces.jsonl does (resource attributes `test.case.name`, `test.suite.name`)."""
         if self._closed:  # after the end of the run: nothing sends any more
             return
         self.handed += 1
@@ -224,7 +224,7 @@ class LiveExport:
             return cached[2]
         resource = base or Resource.get_empty()
         if nodeid != OUTSIDE:
-            resource = resource.merge(Resource({"test.case.name": nodeid}))
+            resource = resource.merge(Resource(test_attributes(nodeid)))
         # redacted here, once per test: a test id or a deployment attribute can hold anything
         redact = self.exporter.redactor.json
         resource = Resource(redact(dict(resource.attributes)), resource.schema_url)

@@ -50,7 +50,8 @@ class LLMObs:
 
     @property
     def usage(self) -> Usage:
-        """Token usage summed over all calls."""
+        """Token usage summed over all calls (a call without a `total_tokens` of its own, such
+        as Anthropic's, adds its input + output to the total)."""
         return reduce(lambda a, b: a + b, (c.usage for c in self._capture.calls), Usage())
 
     # -- cost and budgets (pricing.py, budgets.py) ------------------------------------------

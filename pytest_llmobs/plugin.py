@@ -18,7 +18,7 @@ from .fixture import LLMObs
 from .providers import Route
 from .report import watch
 from .report.hooks import ArtifactHooks
-from .report.terminal import write_summary
+from .report.terminal import RedactedWriter, write_summary
 from .snapshots import SnapshotTarget
 from .summary import REPORT_ATTR, RunSummary
 from .workers import WorkerPart, XdistHooks
@@ -159,14 +159,15 @@ class _ReportHooks:
     def pytest_terminal_summary(
         self, terminalreporter: pytest.TerminalReporter, config: pytest.Config
     ) -> None:
-        write_summary(terminalreporter, self.summary, config.get_verbosity())
+        writer = RedactedWriter(terminalreporter, config.stash[ARTIFACTS].redactor.text)
+        write_summary(writer, self.summary, config.get_verbosity())
         budget_config = config.stash[BUDGETS]
         tests = self.summary.calls_by_test()
         if cost := budget_config.cost_line(tests):
-            terminalreporter.write_line(cost)
+            writer.write_line(cost)
         if session := config.stash.get(SESSION_RESULT, None):
-            terminalreporter.write_sep("=", "llm session budget", red=budget_config.mode == "fail")
-            terminalreporter.write_line(session)
+            writer.write_sep("=", "llm session budget", red=budget_config.mode == "fail")
+            writer.write_line(session)
 
     @pytest.hookimpl(tryfirst=True)  # after watch's (tryfirst, registered later), before xdist's
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -249,15 +250,32 @@ def _scope(node: object) -> str:
 
 
 def _check_budget(item: pytest.Item, report: pytest.TestReport) -> None:
-    """After the call phase: fail a passed test (or warn, or note on a failed one)."""
+    """After the call phase: fail a passed test (or warn, or note on a failed one); warn
+    about limits that could not be checked. The text is redacted: CI logs are kept."""
     config = item.config.stash[BUDGETS]
     checks = item.stash.get(TEST_CHECKS, budgets.TestChecks())
-    text = config.check_test(item.nodeid, item.stash[TEST_CAPTURE].calls, checks)
-    if text is None:
-        return
-    if config.mode == "warn":
-        item.warn(budgets.LLMBudgetWarning(text))
-    elif report.passed and not hasattr(report, "wasxfail"):
+    calls = item.stash[TEST_CAPTURE].calls
+    redact = item.config.stash[ARTIFACTS].redactor.text
+    text = config.check_test(item.nodeid, calls, checks)
+    if text is not None:
+        if config.mode == "warn":
+            _warn(item, report, budgets.LLMBudgetWarning(redact(text)))
+        else:
+            _fail(report, redact(text))
+    if (note := config.unchecked_test(item.nodeid, calls, checks)) is not None:
+        _warn(item, report, budgets.LLMUncheckedWarning(redact(note)))
+
+
+def _warn(item: pytest.Item, report: pytest.TestReport, warning: Warning) -> None:
+    """A warning on the test; one the user made an error (`-W error::…`) fails it instead."""
+    try:
+        item.warn(warning)
+    except type(warning):
+        _fail(report, str(warning))
+
+
+def _fail(report: pytest.TestReport, text: str) -> None:
+    if report.passed and not hasattr(report, "wasxfail"):
         report.outcome, report.longrepr = "failed", text
     else:
         report.sections.append(("llmobs checks", text))

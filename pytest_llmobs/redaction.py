@@ -32,8 +32,10 @@ __all__ = [
     "REDACTED",
     "Finding",
     "Redactor",
+    "find_in_header",
     "find_secrets",
     "is_redacted",
+    "is_secret_header",
 ]
 
 REDACTED: Final = "<redacted>"
@@ -55,10 +57,13 @@ DEFAULT_SECRET_HEADERS: Final = frozenset(
         "set-cookie",
         "x-amz-security-token",
         "ocp-apim-subscription-key",
+        "private-token",  # GitLab
+        "x-functions-key",  # Azure Functions
     }
 )
 """Header names always redacted (case-insensitive). Names ending like a secret key
-(`…-api-key`, `…-access-token`, `…-secret` …) are redacted too."""
+(`…-api-key`, `…-access-token`, `…-secret` …) are redacted too. Add your own with
+`Redactor(extra_headers=…)`, which the plugin fills from `llm_redact_keys`."""
 
 DEFAULT_SECRET_QUERY_KEYS: Final = frozenset(
     {
@@ -107,6 +112,8 @@ _KEY_SUFFIXES: Final = (
     "secretaccesskey",
     "subscriptionkey",
     "authorization",
+    "privatetoken",  # GitLab's `PRIVATE-TOKEN`
+    "functionskey",  # Azure Functions' `x-functions-key`
 )
 # A JSON key ending in stem + one of these names no secret whatever comes before it (no
 # secret name above ends so): `_stem_re` leaves these keys out.
@@ -436,6 +443,20 @@ class Redactor:
             spans += _drop_overlaps(extra, spans)
             spans.sort(key=_span_order)
         return [Finding(_refine(k, text[s:e]), s, e, _excerpt(k, text[s:e])) for k, s, e in spans]
+
+    def find_header(self, name: str, value: str, *, pii: bool | None = None) -> list[Finding]:
+        """What `header_value` would replace in one header's value (offsets into `value`):
+        the whole value of a secret header (after an auth scheme), else what `find` sees."""
+        if self.is_secret_header(name):
+            if _secret_string(name, value) == value:
+                return []
+            start = 0
+            scheme = _SCHEME_RE.match(value) if _norm(name).endswith("authorization") else None
+            if scheme is not None:
+                start = scheme.end()
+            secret = value[start:]
+            return [Finding("secret_header", start, len(value), _excerpt("secret_header", secret))]
+        return self.find(value, pii=pii)
 
     def placeholder(self, kind: str, value: str) -> str:
         """The stable placeholder for `value` of PII kind `kind`: `<KIND_xxxxxxxx>`."""
@@ -984,3 +1005,13 @@ def _default() -> Redactor:
 def find_secrets(text: str, *, pii: bool) -> list[Finding]:
     """Credentials (and with `pii`, emails, phones, cards, IBANs) in `text`, in order."""
     return _default().find(text, pii=pii)
+
+
+def is_secret_header(name: str) -> bool:
+    """Whether the default rules redact every value of header `name`."""
+    return _default().is_secret_header(name)
+
+
+def find_in_header(name: str, value: str, *, pii: bool) -> list[Finding]:
+    """`find_secrets` for one header value, which the header rules also apply to."""
+    return _default().find_header(name, value, pii=pii)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .budgets import TestChecks, Violation, check_test, percentile
+from .budgets import TestChecks, Violation, check_test, percentile, unchecked
 from .calls import LLMCall
 from .capture import OUTSIDE, TestCapture
 from .pricing import Pricing
@@ -75,8 +75,10 @@ def payload(
     redactor = options.redactor
     calls = list(capture.calls)
     found: list[Violation] = []
+    notes: list[str] = []
     if options.checks and calls:
         found = check_test(calls, checks or TestChecks(), options.pricing)
+        notes = unchecked(calls, (checks or TestChecks()).budget)
     index = {id(c): i for i, c in enumerate(calls)}
     violating = {index[id(c)] for v in found for c in v.calls if id(c) in index}
     records = []
@@ -86,6 +88,7 @@ def payload(
         cost = (options.pricing or _PRICING).cost(call)
         record.update(
             index=i,
+            model=redactor.text(call.model) if call.model else None,  # printed everywhere
             started_at=call.started_at,
             cost_usd=cost.usd,
             url=redactor.url(call.url),
@@ -109,6 +112,7 @@ def payload(
         "calls": records,
         "span_count": len(capture.spans),
         "violations": [_violation(v, index, redactor) for v in found],
+        "unchecked": [redactor.text(note) for note in notes],  # limits with unknown figures
         "cassette": cassette,
     }
 
@@ -180,6 +184,7 @@ def figures(test: Mapping[str, Any]) -> dict[str, Any]:
         "chaos_faults": len(chaos.get("faults") or []),
         "chaos_verdict": chaos.get("status"),
         "cassette": test.get("cassette"),
+        "unchecked": "; ".join(test.get("unchecked") or []) or None,
     }
 
 
@@ -223,6 +228,7 @@ class TestRow:
     location: tuple[str, int | None] | None = None
     duration_s: float = 0.0
     violations: list[dict[str, Any]] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
     chaos: dict[str, Any] | None = None
     cassette: str | None = None
     span_count: int = 0
@@ -244,6 +250,7 @@ class TestRow:
             "duration_s": round(self.duration_s, 6),
             "calls": self.calls,
             "violations": self.violations,
+            "unchecked": self.unchecked,
             "chaos": self.chaos,
             "cassette": self.cassette,
             "span_count": self.span_count,
@@ -296,6 +303,7 @@ class RunSummary:
                 for c in data["calls"]
             ]
             row.violations = list(data.get("violations") or [])
+            row.unchecked = [str(note) for note in data.get("unchecked") or []]
             row.chaos = data.get("chaos")
             row.cassette = data.get("cassette")
             row.span_count = int(data.get("span_count") or 0)

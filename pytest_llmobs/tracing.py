@@ -31,6 +31,16 @@ from .context import baggage_attributes
 SCOPE = "pytest_llmobs"
 
 
+def standard_resource(default_service: str) -> Resource:
+    """The resource the SDK builds from the environment (`OTEL_SERVICE_NAME`,
+    `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPERIMENTAL_RESOURCE_DETECTORS`), with
+    `default_service` as `service.name` only when none of them names a service."""
+    resource = Resource.create()
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": default_service}))
+    return resource
+
+
 class _Router(SpanProcessor):
     """Hands each finished span to `sink` while enabled.
 
@@ -118,9 +128,7 @@ class Tracing:
     ) -> None:
         if provider is None:
             # not the app's: its exporters get its own spans, as without the plugin
-            provider = TracerProvider(
-                resource=Resource.create({"service.name": "pytest"}), shutdown_on_exit=False
-            )
+            provider = TracerProvider(resource=standard_resource("pytest"), shutdown_on_exit=False)
         self.provider: TracerProvider = provider
         self.sink = sink
         self._router = _Router(sink)

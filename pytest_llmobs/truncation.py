@@ -39,7 +39,8 @@ _KINDS = (
     TruncationKind(
         "MAX_TOKENS",
         "limit",
-        'finishReason "MAX_TOKENS": the answer stopped at maxOutputTokens',
+        'finish reason "MAX_TOKENS": the answer stopped at the output token limit '
+        "(Gemini maxOutputTokens, Cohere max_tokens)",
     ),
     TruncationKind(
         "LENGTH",

@@ -4,9 +4,12 @@ metrics, OTLP spans to a receiver started here, and a graceful SIGTERM."""
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anthropic
 import httpx2
@@ -24,7 +28,7 @@ import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sdk_errors import PROTOCOL_ERROR, transport_error
 
-from pytest_llmobs.testing import ProviderServer
+from pytest_llmobs.testing import ProviderServer, Reply
 
 M = [{"role": "user", "content": "say hello to the test"}]
 
@@ -512,3 +516,111 @@ def test_proxy_workers_share_the_port(provider: ProviderServer, tmp_path: Path) 
         code, out, err = proxy.stop()
     assert code == 0, err
     assert '"workers": 2' in out and '"faults_injected": 1' in out
+
+
+def _event(n: int) -> bytes:
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": f"w{n} "}}],
+    }
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def _read_until(response: Any, marker: bytes) -> None:
+    while marker not in (line := response.readline()):
+        assert line, "the stream ended early"
+
+
+def _stream_and_hang_up(url: str, until: bytes) -> None:
+    """A caller that reads a stream until `until` and then closes its connection."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    body = json.dumps({"model": "gpt-4o", "messages": M, "stream": True})
+    connection.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 200
+    _read_until(response, until)
+    connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+
+
+def test_disconnects_are_one_line_and_a_metric_never_a_traceback(
+    provider: ProviderServer,
+) -> None:
+    proxy = start_proxy(provider.url)
+    try:
+        # 1. the caller hangs up mid-stream
+        events = [(0.0, _event(1))] + [(0.2, _event(n)) for n in range(2, 6)]
+        provider.enqueue(Reply(events=[*events, (0.0, b"data: [DONE]\n\n")]))
+        _stream_and_hang_up(proxy.url, b"w1")
+        # 2. the caller stops after [DONE], as the SDKs do, before the stream's last chunk
+        provider.enqueue(Reply(events=[(0.0, _event(1)), (0.0, b"data: [DONE]\n\n"), (0.5, b"")]))
+        _stream_and_hang_up(proxy.url, b"[DONE]")
+        # 3. the upstream resets mid-stream: the caller's stream breaks, as it would direct
+        provider.enqueue(Reply(events=[(0.0, _event(1)), (0.05, _event(2))], cut=True))
+        client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="sk-x", max_retries=0)
+        with pytest.raises((openai.APIConnectionError, *PROTOCOL_ERROR)) as broken:
+            for _ in client.chat.completions.create(model="gpt-4o", messages=M, stream=True):
+                pass
+        transport_error(broken.value, PROTOCOL_ERROR)
+        # ordinary traffic still flows on the same proxy
+        out = client.chat.completions.create(model="gpt-4o", messages=M)
+        assert out.choices[0].message.content
+
+        deadline = time.monotonic() + 5
+        metric = "llmobs_proxy_disconnects_total"
+        while True:  # the hang-ups are noticed on the proxy's next write
+            metrics = requests.get(proxy.url + "/metrics", timeout=5).text
+            lines = {
+                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in metrics.splitlines()
+                if line.startswith(metric)
+            }
+            client_side = lines.get(f'{metric}{{provider="-",side="client"}}', 0.0)
+            if client_side >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert client_side == 2.0, metrics
+        assert lines[f'{metric}{{provider="-",side="upstream"}}'] == 1.0, metrics
+    finally:
+        code, _, err = proxy.stop()
+    assert code == 0, err
+    assert "Traceback" not in err and "Error handling request" not in err, err
+    said = [line for line in err.splitlines() if "closed the connection mid-answer" in line]
+    assert len(said) == 3, err
+    assert sum("llmobs proxy: client 127.0.0.1" in line for line in said) == 2, said
+    assert any(
+        line.startswith(f"llmobs proxy: upstream {provider.url} closed the connection")
+        and "POST /v1/chat/completions" in line
+        for line in said
+    ), said
+
+
+@pytest.mark.parametrize("service", ["staging-proxy", None])
+def test_proxy_resource_from_the_environment(
+    provider: ProviderServer,
+    otlp: ThreadingHTTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    service: str | None,
+) -> None:
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    if service is not None:
+        monkeypatch.setenv("OTEL_SERVICE_NAME", service)
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=staging")
+    proxy = start_proxy(provider.url, "--otlp-endpoint", f"http://127.0.0.1:{otlp.server_port}")
+    try:
+        client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="sk-x", max_retries=0)
+        client.chat.completions.create(model="gpt-4o", messages=M)
+    finally:
+        code, _, err = proxy.stop()
+    assert code == 0, err
+    resources = []
+    for _, _, body in otlp.posts:  # type: ignore[attr-defined]
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        resources += [_attrs(rs.resource) for rs in request.resource_spans]
+    assert resources
+    for resource in resources:
+        assert resource["service.name"] == (service or "llmobs-proxy")
+        assert resource["deployment.environment.name"] == "staging"

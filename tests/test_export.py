@@ -507,3 +507,46 @@ def test_stream():
         assert a["llm.model_name"] == model
         assert a["llm.token_count.prompt"] == 5 and a["llm.token_count.completion"] == 4
     assert stream["attributes"]["gen_ai.request.stream"] is True
+
+
+RESOURCE_SUITE = """
+class TestCheckout:
+    def test_pays(self):
+        oai().chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+"""
+
+
+@pytest.mark.parametrize("service", ["checkout-evals", None])
+def test_resource_from_the_standard_environment_and_test_attributes(
+    pytester: pytest.Pytester,
+    provider: ProviderServer,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    service: str | None,
+) -> None:
+    """`service.name` and the rest of the resource come from OTEL_SERVICE_NAME /
+    OTEL_RESOURCE_ATTRIBUTES as the SDK reads them (`pytest` when nothing names a service),
+    live and in traces.jsonl; the test is named by the test semantic conventions."""
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    if service is not None:
+        monkeypatch.setenv("OTEL_SERVICE_NAME", service)
+    monkeypatch.setenv(
+        "OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=ci,service.version=1.4.2"
+    )
+    endpoint = f"--llm-otlp-endpoint={receiver.url}/v1/traces"
+    run(pytester, RESOURCE_SUITE, endpoint, "--llm-artifacts=out").assert_outcomes(passed=1)
+    expected = {
+        "service.name": service or "pytest",
+        "deployment.environment.name": "ci",
+        "service.version": "1.4.2",
+        "test.case.name": "test_inner.py::TestCheckout::test_pays",
+        "test.suite.name": "test_inner.py::TestCheckout",
+    }
+    [(resource, span)] = receiver.spans()
+    assert span.name == "chat gpt-4o"
+    assert {k: resource.get(k) for k in expected} == expected
+    [line] = (pytester.path / "out" / "traces.jsonl").read_text().splitlines()
+    [stored] = json.loads(line)["resourceSpans"]
+    on_file = {kv["key"]: kv["value"]["stringValue"] for kv in stored["resource"]["attributes"]}
+    assert {k: on_file.get(k) for k in expected} == expected
+    assert on_file["test.case.result.status"] == "pass"

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import pytest
+from inner import INNER_ARGS
 
 from pytest_llmobs.redaction import (
     PLACEHOLDER_RE,
@@ -16,6 +17,7 @@ from pytest_llmobs.redaction import (
     find_secrets,
     is_redacted,
 )
+from pytest_llmobs.testing import ProviderServer
 
 # Format-valid, obviously fake credentials.
 OPENAI = "sk-proj-Ab3dEf7hIj1kLm9nOp2qRs5tUv8wXy0z"
@@ -668,3 +670,62 @@ def test_token_counts_are_no_secret_unless_named_so(body_keys: tuple[str, ...]) 
     assert out["usage"] == {"input_tokens": 7, "max_tokens": 5}
     assert out["access_token"] == REDACTED
     assert (out["my_tokens"] == REDACTED) is bool(body_keys)
+
+
+def test_gitlab_and_azure_functions_headers_are_redacted_by_default() -> None:
+    headers = [("PRIVATE-TOKEN", "glpat-AbCdEf0123456789"), ("x-functions-key", "k3y")]
+    assert Redactor().headers(headers) == [
+        ("PRIVATE-TOKEN", REDACTED),
+        ("x-functions-key", REDACTED),
+    ]
+    # extensible: the plugin passes llm_redact_keys as extra_headers
+    assert Redactor(extra_headers=["x-tenant"]).header_value("X-Tenant", "t-1") == REDACTED
+    assert Redactor().header_value("X-Tenant", "t-1") == "t-1"
+
+
+TERMINAL_SUITE = """
+import os, openai, pytest
+
+URL = os.environ["LLM_URL"]
+MODEL = "ft:gpt-4o:acme:" + os.environ["SECRET_IN_MODEL"]
+
+
+@pytest.mark.llm_budget(max_calls=0)
+def test_leaky():
+    client = openai.OpenAI(
+        base_url=URL + "/v1", api_key="sk-test-0000", max_retries=0,
+        default_query={"mytoken": os.environ["SECRET_IN_QUERY"]},
+    )
+    client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+"""
+
+
+def test_terminal_summary_and_failure_messages_are_redacted(
+    pytester: pytest.Pytester, provider: ProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret in a model name or in a request's query (a key named by llm_redact_keys)
+    never reaches the terminal: budget failure text, truncation detail, summary table,
+    slowest calls, cost line."""
+    query_secret = "Zq8rT2vK9mN4bX7cW1pL"
+    monkeypatch.setenv("SECRET_IN_MODEL", OPENAI)
+    monkeypatch.setenv("SECRET_IN_QUERY", query_secret)
+    pytester.makepyfile(test_inner=TERMINAL_SUITE)
+    result = pytester.runpytest(
+        *INNER_ARGS, "-o", "llm_redact_keys=mytoken", "--llm-artifacts=out", "-v"
+    )
+    result.assert_outcomes(failed=1)
+    printed = result.stdout.str() + result.stderr.str()
+    assert OPENAI not in printed and query_secret not in printed
+    result.stdout.fnmatch_lines(
+        [
+            "LLM checks failed for test_inner.py::test_leaky: 2 violation(s)",
+            "*max_calls*",
+            "*truncation*mytoken=<redacted>*",
+            "*#1  chat ft:gpt-4o:acme:<redacted>  model ft:gpt-4o:acme:<redacted>*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*llmobs summary*", "slowest calls:", "*acme:<redacted>*"])
+    summary = (pytester.path / "out" / "summary.json").read_text()
+    assert OPENAI not in summary and query_secret not in summary

@@ -30,7 +30,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,6 +111,13 @@ class Metrics:
             ["kind"],
             registry=own,
         )
+        self.disconnects = Counter(
+            "llmobs_proxy_disconnects",
+            "Answers cut short by a connection that went away: the caller's (side=client) "
+            "or the upstream's (side=upstream)",
+            ["side", "provider"],
+            registry=own,
+        )
         self.duration = Histogram(
             "llmobs_proxy_request_duration_seconds",
             "Time from request to the end of the answer",
@@ -160,6 +167,7 @@ class ChaosProxy:
         scope: str = "proxy",
         metrics_dir: str | None = None,
         worker: int | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -180,6 +188,7 @@ class ChaosProxy:
         self._session: ClientSession | None = None
         self._runner: web.BaseRunner | None = None
         self.address: tuple[str, int] | None = None
+        self.log = log or _log
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
@@ -262,6 +271,12 @@ class ChaosProxy:
         state = _State(time.perf_counter())
         try:
             return await self._proxy(request, state)
+        except _UpstreamGone as gone:
+            self._cut_short(request, state, "upstream", gone.error)
+            return _drop(request, state.response)
+        except ConnectionError as exc:  # the caller hung up (aiohttp's ClientConnectionResetError)
+            self._cut_short(request, state, "client", exc)
+            return _drop(request, state.response)
         finally:
             metrics.in_flight.dec()
             provider = state.provider or "-"
@@ -326,7 +341,9 @@ class ChaosProxy:
                 exchange.complete = True
             if reply.events is None:
                 return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
-            response = web.StreamResponse(status=reply.status, headers=reply.headers)
+            response = state.response = web.StreamResponse(
+                status=reply.status, headers=reply.headers
+            )
             await response.prepare(request)
             for event in reply.events:
                 await response.write(event)
@@ -375,19 +392,16 @@ class ChaosProxy:
             length = upstream.content_length
             if length is not None and length <= _WHOLE_BODY and not _is_stream(upstream):
                 return await self._whole(request, upstream, state)
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            response = state.response = web.StreamResponse(
+                status=upstream.status, reason=upstream.reason
+            )
             _copy_headers(upstream, response, keep_length=True)
             await response.prepare(request)
-            try:
-                async for chunk in upstream.content.iter_any():
-                    if exchange is not None:
-                        exchange.got_chunk(chunk)
-                    await response.write(chunk)
-            except (TimeoutError, ClientError) as exc:  # upstream died mid-body
-                self.metrics.upstream_errors.labels(type(exc).__name__).inc()
-                return _drop(request, response)
-            except ConnectionError:  # the caller went away
-                return _drop(request, response)
+            # Upstream failures raise _UpstreamGone, the caller's ConnectionError: see _handle.
+            async for chunk in _upstream_chunks(upstream):
+                if exchange is not None:
+                    exchange.got_chunk(chunk)
+                await response.write(chunk)
             if exchange is not None:
                 exchange.complete = True
             await response.write_eof()
@@ -398,13 +412,9 @@ class ChaosProxy:
     ) -> web.StreamResponse:
         """A small body of known length (a JSON answer, not a stream) goes out in one write
         with its headers: one syscall and one wake-up of the caller instead of three."""
-        from aiohttp import ClientError, web
+        from aiohttp import web
 
-        try:
-            body = await upstream.read()
-        except (TimeoutError, ClientError) as exc:
-            self.metrics.upstream_errors.labels(type(exc).__name__).inc()
-            return _drop(request)
+        body = await _upstream_body(upstream)
         if state.exchange is not None:
             state.exchange.got_chunk(body)
             state.exchange.complete = True
@@ -418,7 +428,9 @@ class ChaosProxy:
         from aiohttp import web
 
         exchange = state.exchange
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        response = state.response = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason
+        )
         _copy_headers(upstream, response, keep_length=False)
         headers = list(response.headers.items())
         changed = damage.dialect.damage_headers(headers, damage.fault, damage.params, damage.info)
@@ -426,7 +438,7 @@ class ChaosProxy:
             response.headers.clear()
             response.headers.extend(changed)
         if not damage.info.stream:  # one JSON body: damage it whole, then frame it
-            raw = await upstream.read()
+            raw = await _upstream_body(upstream)
             pieces, ending = plan(damage, [raw])
             sent = b"".join(data for _, data in pieces)
             response.content_length = len(raw) if ending != "close" else len(sent)
@@ -436,14 +448,12 @@ class ChaosProxy:
             return sent_response or response
         await response.prepare(request)
         try:
-            async for chunk in upstream.content.iter_any():
+            async for chunk in _upstream_chunks(upstream):
                 step = damage.feed(chunk)
                 result = await self._send(request, response, step, state)
                 if result is not None:
                     return result
             return await self._send(request, response, damage.close(), state) or response
-        except ConnectionError:
-            return _drop(request, response)
         finally:
             if exchange is not None:
                 exchange.complete = True
@@ -477,6 +487,25 @@ class ChaosProxy:
             await _stall(request, _stall_for(request, state.injection))
         return _drop(request, response)
 
+    def _cut_short(
+        self, request: web.BaseRequest, state: _State, side: str, error: BaseException
+    ) -> None:
+        """A connection that went away mid-answer is ordinary traffic (a caller that stops
+        reading, an upstream that resets): one line and a count, never a traceback."""
+        state.cut_short = side
+        provider = state.provider or "-"
+        self.metrics.disconnects.labels(side, provider).inc()
+        if side == "upstream":
+            self.metrics.upstream_errors.labels(type(error).__name__).inc()
+            who = f"upstream {self.upstream}"
+        else:
+            who = f"client {request.remote or '?'}"
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        self.log(
+            f"llmobs proxy: {who} closed the connection mid-answer: "
+            f"{request.method} {request.path} ({reason})"
+        )
+
     # -- spans -----------------------------------------------------------------------------
     def _span(self, request: web.BaseRequest, state: _State) -> None:
         from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -496,6 +525,8 @@ class ChaosProxy:
             "http.response.status_code": state.status,
             "llmobs.proxy.upstream": self.upstream,
         }
+        if state.cut_short is not None:
+            attrs["llmobs.proxy.cut_short_by"] = state.cut_short
         name = f"proxy {request.method} {request.path}"
         if call is not None:
             attrs.update(span_attributes(call))
@@ -531,7 +562,15 @@ class ChaosProxy:
 
 
 class _State:
-    __slots__ = ("exchange", "injection", "provider", "started", "status")
+    __slots__ = (
+        "cut_short",
+        "exchange",
+        "injection",
+        "provider",
+        "response",
+        "started",
+        "status",
+    )
 
     def __init__(self, started: float) -> None:
         self.started = started
@@ -539,6 +578,41 @@ class _State:
         self.provider: str | None = None
         self.injection: Injection | None = None
         self.exchange: Exchange | None = None
+        self.response: web.StreamResponse | None = None  # once headers may have gone out
+        self.cut_short: str | None = None  # "client" or "upstream"
+
+
+class _UpstreamGone(Exception):
+    """Reading the upstream's answer failed (reset, timeout, a cut body)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _upstream_chunks(upstream: ClientResponse) -> AsyncIterator[bytes]:
+    """The upstream body as it arrives; its failures as _UpstreamGone, so that they are
+    never mistaken for the caller's (aiohttp raises ClientConnectionResetError for both)."""
+    from aiohttp import ClientError
+
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+    except (TimeoutError, ClientError, ConnectionError) as exc:
+        raise _UpstreamGone(exc) from exc
+
+
+async def _upstream_body(upstream: ClientResponse) -> bytes:
+    from aiohttp import ClientError
+
+    try:
+        return await upstream.read()
+    except (TimeoutError, ClientError, ConnectionError) as exc:
+        raise _UpstreamGone(exc) from exc
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _copy_headers(
@@ -615,13 +689,15 @@ def _drop(
 
 def _tracer_provider(endpoint: str) -> TracerProvider:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    from ..tracing import standard_resource
+
     if not endpoint.rstrip("/").endswith("/v1/traces"):
         endpoint = endpoint.rstrip("/") + "/v1/traces"
-    provider = TracerProvider(resource=Resource.create({"service.name": "llmobs-proxy"}))
+    # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES name the deployment; llmobs-proxy if unset
+    provider = TracerProvider(resource=standard_resource("llmobs-proxy"))
     provider.add_span_processor(
         BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint), schedule_delay_millis=500)
     )

@@ -7,6 +7,12 @@ streaming blobs, and `content` (which drains `raw.stream()`) for everything else
 the original for an unread body, wrap `raw` so each piece is timestamped as botocore takes
 it (nothing is buffered), then drain it ourselves when botocore would have.
 
+An LLM answer that botocore hands the app unread (InvokeModel's `body`, a StreamingBody
+over `raw`) is read ahead right away, on the app's behalf, and the app reads the same bytes
+from memory: an app that never reads it still gets its call recorded and parsed with the
+body. Only whole bodies of requests the providers recognise are read ahead; event streams
+and other services' blobs (S3 objects) are left to the app.
+
 Canned responses get a `raw` of our own that serves the recorded pieces on their schedule,
 one piece per `stream()` step, and fails the way urllib3 does (so botocore maps the error
 exactly as it would a real one).
@@ -50,6 +56,8 @@ def install(interceptor: Interceptor) -> list[Unpatch]:
             response = _live_response(interceptor, exchange, original, session, request)
         if not request.stream_output:
             _drain(response, request)
+        elif _reads_ahead(interceptor, exchange):
+            response.raw = _read_ahead(response.raw)
         return response
 
     URLLib3Session.send = interceptor.wrap(original, send)
@@ -110,6 +118,26 @@ def _drain(response: Any, request: Any) -> None:
         raise ReadTimeoutError(endpoint_url=request.url, error=exc) from exc
     except ProtocolError as exc:
         raise ConnectionClosedError(error=exc, request=request, endpoint_url=request.url) from exc
+
+
+def _reads_ahead(interceptor: Interceptor, exchange: Exchange) -> bool:
+    """A whole (not event-stream) answer to an LLM request the app reads itself."""
+    status = exchange.status_code
+    content_type = (exchange.response_header("content-type") or "").lower()
+    return (
+        status is not None
+        and "eventstream" not in content_type
+        and interceptor.recognizes(exchange)
+    )
+
+
+def _read_ahead(raw: Any) -> ReadAhead:
+    """Read `raw` to the end now (timestamped, finishing the exchange); the app gets a copy,
+    or the read's error when it reads, as it would have."""
+    try:
+        return ReadAhead(raw, raw.read())
+    except Exception as exc:  # urllib3's own errors: botocore maps them when the app reads
+        return ReadAhead(raw, b"", exc)
 
 
 def _send_error(kind: str, request: Any) -> BaseException:
@@ -310,3 +338,54 @@ class CannedBody:
 
     def close(self) -> None:
         self.closed = True
+
+
+class ReadAhead:
+    """The urllib3-response-like body botocore's StreamingBody reads after `_read_ahead`:
+    the bytes already read, then the error the read ended with, if any."""
+
+    def __init__(self, inner: Any, data: bytes, error: BaseException | None = None) -> None:
+        self._inner = inner
+        self._data = data
+        self._position = 0
+        self._error = error
+        self.closed = False
+
+    def __getattr__(self, name: str) -> Any:  # headers, status, reason …
+        return getattr(self._inner, name)
+
+    def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
+        start = self._position
+        end = len(self._data) if amt is None or amt < 0 else min(start + amt, len(self._data))
+        if start == end and self._error is not None and (amt is None or amt > 0):
+            error, self._error = self._error, None
+            raise error
+        self._position = end
+        return self._data[start:end]
+
+    read1 = read
+
+    def stream(
+        self, amt: int | None = 2**16, decode_content: bool | None = None
+    ) -> Iterator[bytes]:
+        while piece := self.read(amt):
+            yield piece
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def readable(self) -> bool:
+        return True
+
+    def release_conn(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+        self._inner.close()

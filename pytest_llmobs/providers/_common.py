@@ -58,7 +58,7 @@ def new_call(exchange: Exchange, provider: str, operation: str, request: JSONObj
         chunk_offsets_s=tuple(exchange.chunk_offsets),
         source=exchange.source,
         recorded_duration_s=exchange.recorded_duration_s,
-        recorded_time_to_first_chunk_s=_first(exchange.recorded_chunk_offsets),
+        recorded_time_to_first_chunk_s=_first(recorded_offsets(exchange)),
         server_address=exchange.host or None,
         server_port=exchange.port,
         request_body=request,
@@ -88,6 +88,16 @@ def _first_int(body: JSONObject, keys: Sequence[str]) -> int | None:
         if value is not None:
             return value
     return None
+
+
+def recorded_offsets(exchange: Exchange) -> list[float] | None:
+    """When each piece arrived in the recording; None when the recording has no timing.
+
+    A cassette without timing (vcrpy writes none) replays every piece at offset 0 and has no
+    end: its time to first chunk is unknown, not 0."""
+    if exchange.source == "replay" and exchange.recorded_duration_s is None:
+        return None
+    return exchange.recorded_chunk_offsets
 
 
 def _first(values: Sequence[float] | None) -> float | None:
@@ -232,7 +242,7 @@ def _time_events(call: LLMCall, exchange: Exchange, indices: list[int]) -> None:
         return
     call.chunk_offsets_s = tuple(offsets[i] for i in valid)
     call.time_to_first_chunk_s = offsets[valid[0]]
-    recorded = exchange.recorded_chunk_offsets
+    recorded = recorded_offsets(exchange)
     # Recorded offsets only line up with ours when the replay kept the chunking.
     if recorded and len(recorded) == len(offsets):
         call.recorded_time_to_first_chunk_s = recorded[valid[0]]

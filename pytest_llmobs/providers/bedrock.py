@@ -3,10 +3,11 @@
 
 Converse speaks one format for every model. Invoke carries the model's own body: Anthropic
 Messages (read by the anthropic module's folding), Amazon Nova (Converse-shaped), and the
-other families (Llama, Mistral, Titan, Cohere, OpenAI-style) through the few fields they
-share; usage then comes from Bedrock itself, which reports it for every model in the
+other families (Llama, Mistral, Titan, Cohere Command and Command R, OpenAI-style) through
+the few fields they share. Bedrock itself reports usage for every model, in the
 `x-amzn-bedrock-*-token-count` headers (whole bodies) or the invocation metrics of the last
-stream chunk. Streams are binary event-stream frames, decoded by `eventstream`.
+stream chunk: each count the body leaves out (Nova sometimes reports only part of its usage)
+is taken from there. Streams are binary event-stream frames, decoded by `eventstream`.
 
 Usage is normalised as for Anthropic: `input_tokens` counts every input token, so Converse's
 `cacheReadInputTokens` / `cacheWriteInputTokens` are added to its `inputTokens`.
@@ -18,7 +19,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -47,7 +48,10 @@ _PATH = re.compile(
     r"(?P<action>converse-stream|converse|invoke-with-response-stream|invoke)$"
 )
 _STREAMING = ("converse-stream", "invoke-with-response-stream")
-_TRUNCATING = frozenset({"max_tokens", "length", "LENGTH", "model_context_window_exceeded"})
+# Cohere says MAX_TOKENS (Command's `generations[].finish_reason`, Command R's `finish_reason`).
+_TRUNCATING = frozenset(
+    {"max_tokens", "MAX_TOKENS", "length", "LENGTH", "model_context_window_exceeded"}
+)
 _METRICS = "amazon-bedrock-invocationMetrics"
 _CONVERSE_EVENTS = frozenset(
     {"messageStart", "contentBlockStart", "contentBlockDelta", "contentBlockStop"}
@@ -419,7 +423,8 @@ def _read_native(call: LLMCall, exchange: Exchange, streamed: bool) -> JSONObjec
         piece, finish = _native_piece(payload)
         if piece:
             frames.read.output_chunks.append(index)
-        frames.read.terminated = frames.read.terminated or finish is not None or _METRICS in payload
+        ended = finish is not None or _METRICS in payload or payload.get("is_finished") is True
+        frames.read.terminated = frames.read.terminated or ended
     finish_stream(call, exchange, frames.read)
     _apply_native(call, chunks)
     return metrics
@@ -433,9 +438,12 @@ def _native_piece(data: JSONObject) -> tuple[str, str | None]:
     finishes: list[Any] = [
         data.get(key) for key in ("stop_reason", "completionReason", "finish_reason")
     ]
-    for item in arr(data.get("results")) + arr(data.get("outputs")):  # Titan, Mistral
+    # Titan `results`, Mistral `outputs`, Cohere Command `generations`
+    for item in arr(data.get("results")) + arr(data.get("outputs")) + arr(data.get("generations")):
         texts.append(text(obj(item).get("outputText")) or text(obj(item).get("text")))
-        finishes += [obj(item).get("completionReason"), obj(item).get("stop_reason")]
+        finishes += [
+            obj(item).get(key) for key in ("completionReason", "stop_reason", "finish_reason")
+        ]
     for item in arr(data.get("choices")):  # OpenAI-style bodies (gpt-oss, DeepSeek)
         choice = obj(item)
         message = obj(choice.get("message")) or obj(choice.get("delta"))
@@ -483,7 +491,8 @@ def _native_usage(chunks: list[JSONObject]) -> Usage | None:
 
 
 def _fallback_usage(call: LLMCall, exchange: Exchange, metrics: JSONObject) -> None:
-    """Bedrock's own counts, for every model: stream metrics, else the response headers."""
+    """Bedrock's own counts, for every model (stream metrics, else the response headers),
+    for each count the body did not give: a body with partial usage keeps what it says."""
     if metrics:
         latency = integer(metrics.get("invocationLatency"))
         first_byte = integer(metrics.get("firstByteLatency"))
@@ -491,15 +500,21 @@ def _fallback_usage(call: LLMCall, exchange: Exchange, metrics: JSONObject) -> N
             call.attributes["aws.bedrock.invocation_latency_ms"] = latency
         if first_byte is not None:
             call.attributes["aws.bedrock.first_byte_latency_ms"] = first_byte
-    if call.usage != Usage():
+    usage = call.usage
+    if usage.input_tokens is not None and usage.output_tokens is not None:
         return
-    prompt = integer(metrics.get("inputTokenCount"))
-    output = integer(metrics.get("outputTokenCount"))
-    if prompt is None and output is None:
-        prompt = _header_int(exchange, "x-amzn-bedrock-input-token-count")
-        output = _header_int(exchange, "x-amzn-bedrock-output-token-count")
-    if prompt is not None or output is not None:
-        call.usage = Usage(input_tokens=prompt, output_tokens=output)
+    prompt = usage.input_tokens
+    if prompt is None:
+        prompt = integer(metrics.get("inputTokenCount"))
+        if prompt is None:
+            prompt = _header_int(exchange, "x-amzn-bedrock-input-token-count")
+    output = usage.output_tokens
+    if output is None and call.operation != "embeddings":  # an embedding has no output
+        output = integer(metrics.get("outputTokenCount"))
+        if output is None:
+            output = _header_int(exchange, "x-amzn-bedrock-output-token-count")
+    if (prompt, output) != (usage.input_tokens, usage.output_tokens):
+        call.usage = replace(usage, input_tokens=prompt, output_tokens=output)
 
 
 def _header_int(exchange: Exchange, name: str) -> int | None:

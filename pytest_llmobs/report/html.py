@@ -255,6 +255,9 @@ def _span(
     start = int(span.get("startTimeUnixNano") or 0)
     end = int(span.get("endTimeUnixNano") or start)
     ttft = attrs.get(_TTFT)
+    replayed = attrs.get("llmobs.source") == "replay"
+    if replayed:  # the recording's TTFT (the mark says "recorded"); absent: unknown, not 0
+        ttft = attrs.get("llmobs.recorded.time_to_first_chunk_s")
     recorded = attrs.get("llmobs.recorded.duration_s")
     status = span.get("status") or {}
     shown = [
@@ -275,6 +278,9 @@ def _span(
         "verdict": attrs.get("llmobs.chaos.verdict"),
         "source": attrs.get("llmobs.source"),
         "ttft_ms": ttft * 1000 if isinstance(ttft, int | float) else None,
+        "ttft_unknown": replayed
+        and attrs.get("gen_ai.request.stream") is True
+        and not isinstance(ttft, int | float),
         "recorded_ms": recorded * 1000 if isinstance(recorded, int | float) else None,
         "attributes": [
             [k, _cut(_text(v), limits.value_chars)] for k, v in shown[: limits.attributes_per_span]

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..summary import RunSummary, figures, findings
@@ -17,8 +17,23 @@ TOP_VERBOSE = 10
 
 
 class _Writer(Protocol):
-    def write_sep(self, sep: str, title: str | None = None) -> None: ...
-    def write_line(self, line: str) -> None: ...
+    def write_sep(self, sep: str, title: str | None = None, **markup: bool) -> None: ...
+    def write_line(self, line: str, **markup: bool) -> None: ...
+
+
+class RedactedWriter:
+    """Writes through `redact` (test ids, model names, URLs, messages can hold anything, and
+    CI logs are kept)."""
+
+    def __init__(self, writer: _Writer, redact: Callable[[str], str]) -> None:
+        self._writer = writer
+        self._redact = redact
+
+    def write_sep(self, sep: str, title: str | None = None, **markup: bool) -> None:
+        self._writer.write_sep(sep, self._redact(title) if title else title, **markup)
+
+    def write_line(self, line: str, **markup: bool) -> None:
+        self._writer.write_line(self._redact(line), **markup)
 
 
 def write_summary(writer: _Writer, summary: RunSummary, verbosity: int) -> None:

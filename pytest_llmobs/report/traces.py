@@ -4,7 +4,9 @@
 `ExportTraceServiceRequest` per line in the OTLP JSON encoding (lowerCamelCase fields,
 trace and span ids as hex, 64-bit integers as strings, enums as integers). Here a line holds
 one test's spans, under a resource naming the run (`llmobs.run.id`) and the test
-(`test.case.name`, `test.case.result.status`).
+(`test.case.name`, `test.suite.name`, `test.case.result.status`) over the resource the spans
+were made with (`service.name` and the rest from `OTEL_SERVICE_NAME` /
+`OTEL_RESOURCE_ATTRIBUTES`).
 """
 
 from __future__ import annotations
@@ -192,6 +194,14 @@ def span_dict(span: ReadableSpan, redactor: Redactor, content: bool = True) -> d
     }
 
 
+def test_attributes(nodeid: str) -> dict[str, str]:
+    """The OpenTelemetry test semantic conventions for a pytest node id: the test case, and
+    the suite it belongs to (its module, or its class)."""
+    name = nodeid.split("[", 1)[0]  # parameter ids may hold anything, `::` included
+    suite = name.rsplit("::", 1)[0] if "::" in name else nodeid
+    return {"test.case.name": nodeid, "test.suite.name": suite}
+
+
 def export_request(
     nodeid: str, outcome: str, run_id: str, spans: Iterable[Mapping[str, Any]]
 ) -> dict[str, Any]:
@@ -204,7 +214,7 @@ def export_request(
         attrs.update(
             {
                 "llmobs.run.id": run_id,
-                "test.case.name": nodeid,
+                **test_attributes(nodeid),
                 "test.case.result.status": _OUTCOME.get(outcome, outcome),
             }
         )

@@ -31,6 +31,7 @@ from ..capture import OUTSIDE
 from ..spikes import Spike, SpikeError, SpikeRule, find_spikes
 from ..summary import REPORT_ATTR, RunSummary, call_record
 from . import sinks
+from .terminal import RedactedWriter
 
 if TYPE_CHECKING:
     from ..capture import Capture
@@ -179,7 +180,9 @@ class WatchHooks:
             return
         for r in found:
             item.user_properties.append((f"llmobs.baseline.{r.figure}", r.message))
-        text = baseline_mod.render(item.nodeid, found, self.settings.llm_baseline)
+        text = self.redactor.text(
+            baseline_mod.render(item.nodeid, found, self.settings.llm_baseline)
+        )
         if self.mode == "warn":
             item.warn(baseline_mod.LLMRegressionWarning(text))
         elif report.passed and not hasattr(report, "wasxfail"):
@@ -352,12 +355,13 @@ class WatchHooks:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.controller:
             return
-        write = terminalreporter.write_line
+        writer = RedactedWriter(terminalreporter, self.redactor.text)  # CI logs are kept
+        write = writer.write_line
         red = self.mode == "fail"
         if self.baseline is not None:
-            self._write_baseline(terminalreporter, red)
+            self._write_baseline(writer, red)
         if self.spikes:
-            terminalreporter.write_sep("-", "llmobs token spikes", red=red)
+            writer.write_sep("-", "llmobs token spikes", red=red)
             for spike in self.spikes:
                 write(f"{spike.nodeid}: {spike.message}")
             write(
@@ -367,9 +371,7 @@ class WatchHooks:
             )
         if self.alerts:
             critical = any(a.rule.severity == "critical" for a in self.alerts)
-            terminalreporter.write_sep(
-                "-", f"llmobs alerts: {len(self.alerts)} firing", red=critical and red
-            )
+            writer.write_sep("-", f"llmobs alerts: {len(self.alerts)} firing", red=critical and red)
             for alert in self.alerts:
                 write(alert.message)
         elif self.rules and self.config.get_verbosity() > 0:
@@ -377,8 +379,8 @@ class WatchHooks:
         for delivery in self.deliveries:
             write(delivery.line)
 
-    def _write_baseline(self, terminalreporter: pytest.TerminalReporter, red: bool) -> None:
-        write = terminalreporter.write_line
+    def _write_baseline(self, writer: RedactedWriter, red: bool) -> None:
+        write = writer.write_line
         path = self.settings.llm_baseline
         if self.update:
             if self.update_result is not None:
@@ -388,7 +390,7 @@ class WatchHooks:
         compared = sum(1 for n in self.figures if not self._new(n))
         new = [n for n, f in self.figures.items() if f.get("calls") and self._new(n)]
         if self.regressions:
-            terminalreporter.write_sep("-", "llmobs baseline regressions", red=red)
+            writer.write_sep("-", "llmobs baseline regressions", red=red)
             for nodeid, found in self.regressions.items():
                 for r in found:
                     figure = r["figure"]

@@ -1,5 +1,6 @@
 """Fake Amazon Bedrock runtime: Converse, ConverseStream, InvokeModel and
-InvokeModelWithResponseStream, for Anthropic Messages bodies and Llama-style prompt bodies.
+InvokeModelWithResponseStream, for Anthropic Messages, Amazon Nova (`messages-v1`), Cohere
+Command (`generations`) and Command R (`text`), and Llama-style prompt bodies.
 
 Streams are binary event-stream frames, one per chunk of the chunked response. Point
 boto3 at it with `endpoint_url=server.url` (any region, fake credentials).
@@ -17,6 +18,7 @@ from urllib.parse import unquote
 from . import _api_common as common
 from .eventstream import chunk_frame, event_frame
 from .provider_server import (
+    HEADER_USAGE_OMIT,
     ReceivedRequest,
     Reply,
     _anthropic_body,
@@ -91,6 +93,12 @@ def serve(handler: _Handler, request: ReceivedRequest) -> bool:
         _converse(handler, request, body, model, stream=action == "converse-stream")
     elif "anthropic_version" in body:
         _anthropic(handler, request, body, model, stream=action != "invoke")
+    elif body.get("schemaVersion") == "messages-v1" or (
+        isinstance(body.get("messages"), list) and isinstance(body.get("inferenceConfig"), dict)
+    ):
+        _nova(handler, request, body, model, stream=action != "invoke")
+    elif "cohere." in model:
+        _cohere(handler, request, body, model, stream=action != "invoke")
     else:
         _prompt_model(handler, request, body, model, stream=action != "invoke")
     return True
@@ -281,5 +289,112 @@ def _prompt_model(
         "stop_reason": stop,
         "amazon-bedrock-invocationMetrics": _metrics(gen),
     }
+    events.append(("post", chunk_frame(final)))
+    common.send_stream(handler, gen, _stream_headers(), events)
+
+
+# -- InvokeModel: Amazon Nova (Converse-shaped, usage named as in Converse) ---------------
+def _nova(
+    handler: _Handler, request: ReceivedRequest, body: dict[str, Any], model: str, *, stream: bool
+) -> None:
+    config = body.get("inferenceConfig")
+    limit = config.get("max_new_tokens") if isinstance(config, dict) else None
+    gen = common.generation(
+        handler,
+        "bedrock",
+        request,
+        model=model,
+        input_tokens=common.count_words(body.get("system"), body.get("messages")),
+        limit=limit if isinstance(limit, int) else None,
+        schemas={},
+    )
+    stop = gen.finish_reason or _stop(gen)
+    omit = {name.strip() for name in request.headers.get(HEADER_USAGE_OMIT, "").split(",")}
+    usage = {
+        "inputTokens": gen.call.input_tokens,
+        "outputTokens": gen.call.output_tokens,
+        "totalTokens": gen.call.total_tokens,
+        "cacheReadInputTokenCount": 0,
+        "cacheWriteInputTokenCount": 0,
+    }
+    usage = {key: value for key, value in usage.items() if key not in omit}
+    if not stream:
+        reply = {
+            "output": {"message": {"role": "assistant", "content": [{"text": gen.text}]}},
+            "stopReason": stop,
+            "usage": usage,
+        }
+        common.send_whole(handler, gen, _meta(gen), reply)
+        return
+    where = {"contentBlockIndex": 0}
+    events: list[_Event] = [("pre", chunk_frame({"messageStart": {"role": "assistant"}}))]
+    for piece in gen.call.pieces:
+        delta = {"contentBlockDelta": {"delta": {"text": piece}, **where}}
+        events.append(("content", chunk_frame(delta)))
+    events.append(("post", chunk_frame({"contentBlockStop": where})))
+    events.append(("post", chunk_frame({"messageStop": {"stopReason": stop}})))
+    final = {"metadata": {"usage": usage}, "amazon-bedrock-invocationMetrics": _metrics(gen)}
+    events.append(("post", chunk_frame(final)))
+    common.send_stream(handler, gen, _stream_headers(), events)
+
+
+# -- InvokeModel: Cohere Command (`prompt` → `generations`) and Command R (`message`) ----
+def _cohere(
+    handler: _Handler, request: ReceivedRequest, body: dict[str, Any], model: str, *, stream: bool
+) -> None:
+    limit = body.get("max_tokens")
+    chat = "message" in body  # Command R
+    gen = common.generation(
+        handler,
+        "bedrock",
+        request,
+        model=model,
+        input_tokens=common.count_words(body.get("message") if chat else body.get("prompt")),
+        limit=limit if isinstance(limit, int) else None,
+        schemas={},
+    )
+    stop = gen.finish_reason or ("MAX_TOKENS" if gen.call.truncated else "COMPLETE")
+    generation_id = str(uuid.uuid4())
+    if not stream:
+        if chat:
+            reply: dict[str, Any] = {
+                "response_id": str(uuid.uuid4()),
+                "text": gen.text,
+                "generation_id": generation_id,
+                "finish_reason": stop,
+                "chat_history": [
+                    {"role": "USER", "message": body.get("message")},
+                    {"role": "CHATBOT", "message": gen.text},
+                ],
+            }
+        else:
+            generation = {"id": generation_id, "text": gen.text, "finish_reason": stop}
+            reply = {
+                "id": str(uuid.uuid4()),
+                "generations": [generation],
+                "prompt": body.get("prompt"),
+            }
+        common.send_whole(handler, gen, _meta(gen), reply)
+        return
+    events: list[_Event] = []
+    for piece in gen.call.pieces:
+        if chat:
+            chunk: dict[str, Any] = {
+                "is_finished": False,
+                "event_type": "text-generation",
+                "text": piece,
+            }
+        else:
+            chunk = {"generations": [{"id": generation_id, "text": piece, "finish_reason": None}]}
+        events.append(("content", chunk_frame(chunk)))
+    if chat:
+        final: dict[str, Any] = {
+            "is_finished": True,
+            "event_type": "stream-end",
+            "finish_reason": stop,
+        }
+    else:
+        final = {"generations": [{"id": generation_id, "text": "", "finish_reason": stop}]}
+    final["amazon-bedrock-invocationMetrics"] = _metrics(gen)
     events.append(("post", chunk_frame(final)))
     common.send_stream(handler, gen, _stream_headers(), events)

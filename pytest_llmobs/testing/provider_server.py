@@ -47,6 +47,7 @@ __all__ = [
     "HEADER_STREAM_TRUNCATE_AFTER",
     "HEADER_TOOL_CALL",
     "HEADER_TTFT_MS",
+    "HEADER_USAGE_OMIT",
     "ProviderServer",
     "ReceivedRequest",
     "Reply",
@@ -64,6 +65,9 @@ HEADER_STREAM_CUT_AFTER: Final = "x-fake-stream-cut-after"
 HEADER_STREAM_TRUNCATE_AFTER: Final = "x-fake-stream-truncate-after"
 # Bedrock, Gemini, Ollama: the finish reason to report (e.g. SAFETY, content_filtered).
 HEADER_FINISH_REASON: Final = "x-fake-finish-reason"
+# Bedrock Amazon Nova on InvokeModel: usage fields left out of the body (comma-separated,
+# e.g. `outputTokens,totalTokens`), as Nova sometimes reports only part of its usage.
+HEADER_USAGE_OMIT: Final = "x-fake-usage-omit"
 
 Provider = Literal["openai", "azure", "anthropic", "bedrock", "gemini", "ollama"]
 _Kind = Literal["pre", "content", "post"]

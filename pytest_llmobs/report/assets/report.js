@@ -318,6 +318,7 @@
       const tip = [s.name, "start +" + fmtMs(s.start_ms) + ", " + fmtMs(s.dur_ms)];
       if (s.recorded_ms !== null) tip.push("recorded duration " + fmtMs(s.recorded_ms));
       if (s.ttft_ms !== null) tip.push("time to first chunk " + fmtMs(s.ttft_ms));
+      else if (s.ttft_unknown) tip.push("time to first chunk unknown (the cassette has no timing)");
       if (s.fault) tip.push("chaos fault: " + s.fault);
       if (s.verdict) tip.push("chaos verdict: " + s.verdict);
       if (s.error) tip.push("error" + (s.status ? ": " + s.status : ""));
