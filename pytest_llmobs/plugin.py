@@ -251,7 +251,9 @@ def _check_budget(item: pytest.Item, report: pytest.TestReport) -> None:
     """After the call phase: fail a passed test (or warn, or note on a failed one)."""
     config = item.config.stash[BUDGETS]
     checks = item.stash.get(TEST_CHECKS, budgets.TestChecks())
-    text = config.check_test(item.nodeid, item.stash[TEST_CAPTURE].calls, checks)
+    capture = item.stash[TEST_CAPTURE]
+    evaluations = [e.to_dict() for e in capture.evaluations]
+    text = config.check_test(item.nodeid, capture.calls, checks, evaluations)
     if text is None:
         return
     if config.mode == "warn":
