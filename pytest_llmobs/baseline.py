@@ -10,6 +10,7 @@ the calls made up to the end of its call phase, like the budgets):
 - ``cost_usd``: summed; absent when a successful call has no known price;
 - ``p95_latency_s``: nearest-rank p95 of the calls' effective latencies (the recorded
   figure on replay, so replayed runs compare with recorded ones);
+- ``scores``: the lowest score per evaluation name (`llmobs.evaluate`), when any;
 - ``prompts``: per prompt key (model + request hash, see `spikes`), the most tokens one
   call used: what token-spike detection compares single calls with.
 
@@ -29,6 +30,7 @@ from typing import Any, TypeGuard
 from .atomic import write_atomic
 from .budgets import LLMBudgetWarning, percentile
 from .budgets import fmt as budget_fmt
+from .evaluations import scores
 from .spikes import prompt_key, record_tokens
 
 FORMAT = "pytest-llmobs-baseline"
@@ -113,8 +115,12 @@ def _tolerance(name: str, raw: str) -> Tolerance:
 
 
 # -- figures -------------------------------------------------------------------------------
-def figures(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """A test's baseline figures from its call records (`summary.call_record` + cost)."""
+def figures(
+    records: Sequence[Mapping[str, Any]], evaluations: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """A test's baseline figures from its call records (`summary.call_record` + cost) and
+    its evaluation results (`scores`: the lowest score per name; kept for `llmobs diff`,
+    not compared with a tolerance)."""
     costs = [r.get("cost_usd") for r in records]
     unpriced = any(
         c is None and record_tokens(r) is not None for c, r in zip(costs, records, strict=True)
@@ -134,6 +140,7 @@ def figures(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "cost_usd": None if unpriced else round(sum(c or 0.0 for c in costs), 9),
         "p95_latency_s": _round(percentile(latencies, 95), 4),
         "prompts": prompts,
+        "scores": scores(evaluations) or None,
     }
     return {k: v for k, v in out.items() if v is not None}
 

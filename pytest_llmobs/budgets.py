@@ -75,9 +75,10 @@ BUDGET_KEYS: dict[str, BudgetKey] = {
         BudgetKey("max_retries", "int", "HTTP attempts after the first (attempt > 0)"),
         BudgetKey("allow_truncation", "bool", "let truncated / partial answers pass"),
         BudgetKey("model", "glob", "only calls whose model matches (glob or list of globs)"),
+        BudgetKey("min_score", "scores", "lowest evaluation score per name (llmobs.evaluate)"),
     )
 }
-SESSION_KEYS = tuple(k for k in BUDGET_KEYS if k != "allow_truncation")
+SESSION_KEYS = tuple(k for k in BUDGET_KEYS if k not in ("allow_truncation", "min_score"))
 
 MARKERS = (
     "llm_budget(**limits): fail the test when its LLM calls exceed these limits; on a test, "
@@ -104,6 +105,7 @@ class Budget:
     max_retries: int | None = None
     allow_truncation: bool | None = None
     model: tuple[str, ...] | None = None
+    min_score: tuple[tuple[str, float], ...] | None = None  # (evaluation name, limit)
     origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def items(self) -> dict[str, Any]:
@@ -163,6 +165,14 @@ def _check_type(key: BudgetKey, value: Any, where: str) -> Any:
         ):
             raise bad('a model glob or a list of them, e.g. "gpt-4o*"')
         return tuple(globs)
+    if key.kind == "scores":
+        if (
+            not isinstance(value, Mapping)
+            or not value
+            or not all(isinstance(k, str) and k and _finite(v) for k, v in value.items())
+        ):
+            raise bad('a dict of evaluation name to lowest score, e.g. {"faithfulness": 0.7}')
+        return tuple((k, float(v)) for k, v in value.items())
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     if key.kind == "int":
         if not is_number or not float(value).is_integer() or value < 0:
@@ -171,6 +181,10 @@ def _check_type(key: BudgetKey, value: Any, where: str) -> Any:
     if not is_number or not math.isfinite(value) or value < 0:
         raise bad("a number >= 0")
     return float(value)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def parse_session_budget(text: str) -> Budget:
@@ -318,10 +332,15 @@ def check_budget(
 
 
 def check_test(
-    calls: Sequence[LLMCall], checks: TestChecks, pricing: Pricing | None = None
+    calls: Sequence[LLMCall],
+    checks: TestChecks,
+    pricing: Pricing | None = None,
+    evaluations: Sequence[Mapping[str, Any]] = (),
 ) -> list[Violation]:
-    """Budget violations, then one violation per truncated call (unless allowed)."""
+    """Budget violations, then one violation per truncated call (unless allowed).
+    `evaluations`: the test's evaluation results as dicts (`Evaluation.to_dict`)."""
     out = check_budget(calls, checks.budget, pricing)
+    out += _min_score(calls, checks.budget, evaluations)
     for found in check_truncation(calls, checks.allow_truncation, checks.allowed_truncations):
         out.append(
             Violation(
@@ -362,6 +381,33 @@ def unchecked(calls: Sequence[LLMCall], budget: Budget) -> list[str]:
         "cassette with pytest-llmobs to check it"
         for key in keys
     ]
+
+
+def _min_score(
+    calls: Sequence[LLMCall], budget: Budget, evaluations: Sequence[Mapping[str, Any]]
+) -> list[Violation]:
+    """One violation per `min_score` name whose lowest score is below its limit, or that
+    no evaluation recorded (a quality gate with nothing measured must not pass)."""
+    from .evaluations import below
+
+    out = []
+    for name, limit, actual, low in below(evaluations, dict(budget.min_score or ())):
+        detail = (
+            f"no evaluation named {name!r} was recorded (llmobs.evaluate({name!r}, score=...))"
+            if actual is None
+            else f"{name} scored below {limit:g}"
+        )
+        out.append(
+            Violation(
+                "min_score",
+                f"{name} >= {limit:g}",
+                "missing" if actual is None else f"{name} = {actual:g}",
+                tuple(calls[i] for i in low if 0 <= i < len(calls)),
+                budget.origins.get("min_score", ""),
+                detail,
+            )
+        )
+    return out
 
 
 _Found = tuple[Any, list[LLMCall], str] | None
@@ -635,12 +681,18 @@ class BudgetConfig:
             session=parse_session_budget(session) if session.strip() else None,
         )
 
-    def check_test(self, nodeid: str, calls: Sequence[LLMCall], checks: TestChecks) -> str | None:
+    def check_test(
+        self,
+        nodeid: str,
+        calls: Sequence[LLMCall],
+        checks: TestChecks,
+        evaluations: Sequence[Mapping[str, Any]] = (),
+    ) -> str | None:
         """The failure / warning text for one test, or None when it is within its limits."""
         if self.mode == "off":
             return None
         calls = list(calls)
-        violations = check_test(calls, checks, self.pricing)
+        violations = check_test(calls, checks, self.pricing, evaluations)
         if not violations:
             return None
         title = f"LLM checks failed for {nodeid}: {len(violations)} violation(s)"

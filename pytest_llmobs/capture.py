@@ -19,6 +19,7 @@ from opentelemetry.trace import format_span_id, format_trace_id
 
 from .calls import LLMCall
 from .context import stamp_context
+from .evaluations import Evaluation
 from .intercept.exchange import Exchange
 from .intercept.interceptor import Interceptor
 from .providers import ProviderRegistry, Route
@@ -43,6 +44,7 @@ class TestCapture:
         self.settling = threading.RLock()  # one reader analyses at a time: calls stay in order
         self._calls: list[LLMCall] = []
         self._spans: list[ReadableSpan] = []
+        self.evaluations: list[Evaluation] = []  # llmobs.evaluate (evaluations.py)
         self._settle = settle
 
     @property

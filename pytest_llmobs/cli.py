@@ -14,6 +14,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "pytest_llmobs.scan",
     "pytest_llmobs.cassettes.cli",
     "pytest_llmobs.report.merge",
+    "pytest_llmobs.report.diff",
     "pytest_llmobs.encryption.cli",
 )
 

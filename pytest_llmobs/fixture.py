@@ -15,6 +15,8 @@ from .capture import TestCapture
 from .chaos.control import ChaosControl
 from .chaos.verdict import Verdict, judge
 from .context import context, group_by, missing_context, user_action
+from .evaluations import Evaluation, from_deepeval, with_event
+from .evaluations import make as make_evaluation
 from .pricing import Pricing
 from .snapshots import SnapshotTarget, check_snapshot, span_shape
 from .tracetree import Mode, match_trace
@@ -75,7 +77,8 @@ class LLMObs:
     def violations(self) -> list[Violation]:
         """This test's llm_budget limits and truncation check over the calls so far (what
         the plugin will report after the test), without failing."""
-        return check_test(list(self._capture.calls), self._checks, self._pricing)
+        evaluations = [e.to_dict() for e in self._capture.evaluations]
+        return check_test(list(self._capture.calls), self._checks, self._pricing, evaluations)
 
     def find_spans(self, name: str | None = None, **attributes: Any) -> list[ReadableSpan]:
         """Spans whose name matches the glob `name` and whose attributes equal the given ones.
@@ -89,6 +92,66 @@ class LLMObs:
             for span in self._capture.spans
             if (name is None or fnmatchcase(span.name, name)) and _has(span, wanted)
         ]
+
+    # -- evaluations (evaluations.py) -------------------------------------------------------
+
+    @property
+    def evaluations(self) -> list[Evaluation]:
+        """The evaluation results recorded so far, in order."""
+        return list(self._capture.evaluations)
+
+    def evaluate(
+        self,
+        name: str,
+        *,
+        score: float | None = None,
+        label: str | None = None,
+        explanation: str | None = None,
+        call: LLMCall | int | None = None,
+    ) -> Evaluation:
+        """Record a quality score on a call (default: the last one) as the OpenTelemetry
+        GenAI `gen_ai.evaluation.result` event on its span; it shows in the report, JUnit,
+        summary.json and `llmobs diff`, and `llm_budget(min_score={name: limit})` gates it."""
+        return self._record(name, score, label, explanation, call)
+
+    def evaluate_deepeval(
+        self, metric: Any, test_case: Any = None, *, call: LLMCall | int | None = None
+    ) -> Evaluation:
+        """Record a DeepEval metric (a `BaseMetric`), measured on `test_case` when given,
+        under the metric's name: score, `pass`/`fail` label, reason as explanation."""
+        found = from_deepeval(metric, test_case)
+        return self._record(
+            found["name"],
+            found["score"],
+            found["label"],
+            found["explanation"],
+            call,
+            found["error_type"],
+        )
+
+    def _record(
+        self,
+        name: Any,
+        score: Any,
+        label: Any,
+        explanation: Any,
+        call: Any,
+        error_type: str | None = None,
+    ) -> Evaluation:
+        __tracebackhide__ = True
+        evaluation, target = make_evaluation(
+            name,
+            score=score,
+            label=label,
+            explanation=explanation,
+            call=call,
+            calls=self._capture.calls,
+            error_type=error_type,
+        )
+        self._capture.evaluations.append(evaluation)
+        if target is not None:
+            with_event(self._capture.spans, target, evaluation)
+        return evaluation
 
     # -- chaos (chaos/) ----------------------------------------------------------------------
 

@@ -254,9 +254,11 @@ def _check_budget(item: pytest.Item, report: pytest.TestReport) -> None:
     about limits that could not be checked. The text is redacted: CI logs are kept."""
     config = item.config.stash[BUDGETS]
     checks = item.stash.get(TEST_CHECKS, budgets.TestChecks())
-    calls = item.stash[TEST_CAPTURE].calls
+    capture = item.stash[TEST_CAPTURE]
+    calls = capture.calls
+    evaluations = [e.to_dict() for e in capture.evaluations]
     redact = item.config.stash[ARTIFACTS].redactor.text
-    text = config.check_test(item.nodeid, calls, checks)
+    text = config.check_test(item.nodeid, calls, checks, evaluations)
     if text is not None:
         if config.mode == "warn":
             _warn(item, report, budgets.LLMBudgetWarning(redact(text)))

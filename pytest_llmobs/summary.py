@@ -18,6 +18,7 @@ from typing import Any
 from .budgets import TestChecks, Violation, check_test, percentile, unchecked
 from .calls import LLMCall
 from .capture import OUTSIDE, TestCapture
+from .evaluations import scores
 from .pricing import Pricing
 from .redaction import Redactor
 from .spikes import prompt_hash
@@ -74,11 +75,17 @@ def payload(
     options = options or PayloadOptions()
     redactor = options.redactor
     calls = list(capture.calls)
+    evaluations = [
+        {**e.to_dict(), "explanation": redactor.text(e.explanation) if e.explanation else None}
+        for e in capture.evaluations
+    ]
+    checks = checks or TestChecks()
     found: list[Violation] = []
     notes: list[str] = []
-    if options.checks and calls:
-        found = check_test(calls, checks or TestChecks(), options.pricing)
-        notes = unchecked(calls, (checks or TestChecks()).budget)
+    if options.checks and (calls or evaluations or checks.budget.min_score):
+        found = check_test(calls, checks, options.pricing, evaluations)
+        notes = unchecked(calls, checks.budget)
+    stages = call_stages(calls, capture.spans)
     index = {id(c): i for i, c in enumerate(calls)}
     violating = {index[id(c)] for v in found for c in v.calls if id(c) in index}
     records = []
@@ -101,6 +108,7 @@ def payload(
                 k: v for k, v in record["attributes"].items() if k.startswith(_CONTEXT_PREFIXES)
             },
             violating=i in violating,
+            stage=stages[i],
         )
         if cost.usd is None:  # why, for the cost line and session budget wherever they run
             record["cost_problem"] = cost.problem
@@ -114,7 +122,28 @@ def payload(
         "violations": [_violation(v, index, redactor) for v in found],
         "unchecked": [redactor.text(note) for note in notes],  # limits with unknown figures
         "cassette": cassette,
+        "evaluations": evaluations,
     }
+
+
+def call_stages(calls: Sequence[LLMCall], spans: Sequence[Any]) -> list[str | None]:
+    """Each call's stage: the name of the nearest enclosing span that is not itself a GenAI
+    call span (the app's `retrieve`, `rerank`, `answer`); None when the call had no parent
+    among the test's spans."""
+    by_id = {s.context.span_id: s for s in spans if s.context is not None}
+    by_hex = {format(k, "016x"): v for k, v in by_id.items()}
+    out: list[str | None] = []
+    for call in calls:
+        span = by_hex.get(str(call.attributes.get("llmobs.span_id")))
+        stage = None
+        seen = 0
+        while span is not None and span.parent is not None and seen < 256:
+            span, seen = by_id.get(span.parent.span_id), seen + 1
+            if span is not None and "gen_ai.operation.name" not in (span.attributes or {}):
+                stage = span.name
+                break
+        out.append(stage)
+    return out
 
 
 def _content(call: LLMCall, redactor: Redactor) -> dict[str, Any]:
@@ -185,6 +214,8 @@ def figures(test: Mapping[str, Any]) -> dict[str, Any]:
         "chaos_verdict": chaos.get("status"),
         "cassette": test.get("cassette"),
         "unchecked": "; ".join(test.get("unchecked") or []) or None,
+        # lowest score per evaluation name (llmobs.evaluate)
+        **{f"score.{k}": v for k, v in scores(test.get("evaluations") or []).items()},
     }
 
 
@@ -232,6 +263,7 @@ class TestRow:
     chaos: dict[str, Any] | None = None
     cassette: str | None = None
     span_count: int = 0
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def input_tokens(self) -> int:
@@ -254,6 +286,7 @@ class TestRow:
             "chaos": self.chaos,
             "cassette": self.cassette,
             "span_count": self.span_count,
+            "evaluations": self.evaluations,
         }
 
 
@@ -307,6 +340,7 @@ class RunSummary:
             row.chaos = data.get("chaos")
             row.cassette = data.get("cassette")
             row.span_count = int(data.get("span_count") or 0)
+            row.evaluations = list(data.get("evaluations") or [])
 
     @property
     def calls(self) -> list[dict[str, Any]]:

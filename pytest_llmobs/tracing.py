@@ -12,13 +12,20 @@ whichever provider made each.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import (
+    Event,
+    ReadableSpan,
+    Span,
+    SpanLimits,
+    SpanProcessor,
+    TracerProvider,
+)
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -100,8 +107,9 @@ def span_with(
     *,
     attributes: Mapping[str, Any] | None = None,
     resource: Resource | None = None,
+    events: Sequence[Event] | None = None,
 ) -> ReadableSpan:
-    """A copy of a finished span with other attributes or another resource (a finished
+    """A copy of a finished span with other attributes, resource or events (a finished
     span cannot be changed)."""
     return ReadableSpan(
         name=span.name,
@@ -109,7 +117,7 @@ def span_with(
         parent=span.parent,
         resource=span.resource if resource is None else resource,
         attributes=span.attributes if attributes is None else attributes,
-        events=span.events,
+        events=span.events if events is None else events,
         links=span.links,
         kind=span.kind,
         status=span.status,

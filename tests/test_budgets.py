@@ -266,7 +266,8 @@ def test_several_violations_all_listed_in_a_table() -> None:
 def test_every_key_has_a_check_or_is_a_setting() -> None:
     from pytest_llmobs.budgets import _CHECKS
 
-    assert set(BUDGET_KEYS) == set(_CHECKS) | {"allow_truncation", "model"}
+    # min_score is checked over the evaluations (budgets._min_score), not the calls
+    assert set(BUDGET_KEYS) == set(_CHECKS) | {"allow_truncation", "model", "min_score"}
 
 
 # -- end to end -------------------------------------------------------------------------------
@@ -445,7 +446,7 @@ class TestClass:
         (
             "llm_budget(max_cals=1)",
             "*llm_budget: unknown key 'max_cals' (did you mean max_calls?); valid keys: max_calls, "
-            "max_input_tokens, *, allow_truncation, model",
+            "max_input_tokens, *, allow_truncation, model, min_score",
         ),
         ("llm_budget(max_calls='3')", "*test_x: llm_budget: max_calls='3' must be a whole number*"),
         ("llm_budget(max_cost_usd=True)", "*max_cost_usd=True must be a number >= 0"),

@@ -23,6 +23,7 @@ from pytest_llmobs.chaos.scenario import load_scenario
 
 CI = ROOT / ".github" / "workflows" / "ci.yml"
 USER = ROOT / "example_suites" / "github-workflow.yml"
+PR_DIFF = ROOT / "example_suites" / "pr-diff-workflow.yml"
 
 
 def _load(path: Any) -> dict[str, Any]:
@@ -43,7 +44,9 @@ def _ci_run_packages() -> set[str]:
     return set(found[1].split())
 
 
-@pytest.mark.parametrize("path", [CI, USER], ids=["ci.yml", "github-workflow.yml"])
+@pytest.mark.parametrize(
+    "path", [CI, USER, PR_DIFF], ids=["ci.yml", "github-workflow.yml", "pr-diff-workflow.yml"]
+)
 def test_workflow_structure_and_commands(path: Any) -> None:
     problems = check_workflow(_load(path), path.name)
     assert not problems, "\n".join(problems)
@@ -163,3 +166,14 @@ def test_steps_have_names_or_obvious_commands() -> None:
 
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def test_pr_diff_workflow_diffs_the_default_branch_run_and_posts_a_sticky_comment() -> None:
+    jobs = _load(PR_DIFF)["jobs"]
+    steps = jobs["llm"]["steps"]
+    runs = _runs(jobs["llm"])
+    assert ["llmobs", "diff", "base-artifacts", "llmobs-artifacts"] in [r[:4] for r in runs]
+    assert any(r[:3] == ["gh", "run", "download"] for r in runs)
+    comment = next(s for s in steps if "sticky-pull-request-comment" in str(s.get("uses")))
+    assert comment["with"]["path"] == "llm-diff.md"
+    assert comment["if"] == "github.event_name == 'pull_request'"

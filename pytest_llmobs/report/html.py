@@ -179,6 +179,21 @@ def _test(nodeid: str, test: Mapping[str, Any], limits: Limits) -> dict[str, Any
             {k: _cut(str(f.get(k) or ""), 2000) for k in ("kind", "key", "message")}
             for f in findings(test)
         ],
+        "scores": [
+            {"name": k[len("score.") :], "value": f"{v:g}"}
+            for k, v in figs.items()
+            if k.startswith("score.")
+        ],
+        "evaluations": [
+            {
+                "name": _cut(str(e.get("name")), 200),
+                "score": e.get("score"),
+                "label": _cut(str(e["label"]), 200) if e.get("label") else None,
+                "explanation": _cut(str(e.get("explanation") or ""), 2000),
+                "call": e.get("call"),
+            }
+            for e in test.get("evaluations") or []
+        ],
         "chaos_verdict": chaos.get("status"),
         "faults": [
             {"fault": str(f.get("fault")), "call": f.get("call")} for f in chaos.get("faults") or []

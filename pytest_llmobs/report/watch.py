@@ -169,7 +169,9 @@ class WatchHooks:
 
     def _check(self, item: pytest.Item, report: pytest.TestReport) -> None:
         """After the call phase (the budgets' moment): this test's figures vs its entry."""
-        figures = item.stash[_FIGURES] = baseline_mod.figures(self._records())
+        active = self.capture.active
+        evaluations = [e.to_dict() for e in active.evaluations] if active is not None else []
+        figures = item.stash[_FIGURES] = baseline_mod.figures(self._records(), evaluations)
         assert self.baseline is not None
         entry = self.baseline.tests.get(item.nodeid)
         if not self.comparing or entry is None:
@@ -193,7 +195,7 @@ class WatchHooks:
     def _attach(self, item: pytest.Item, data: dict[str, Any]) -> None:
         figures = item.stash.get(_FIGURES, None)
         if figures is None:  # the call phase did not run (setup failed)
-            figures = baseline_mod.figures(data.get("calls") or [])
+            figures = baseline_mod.figures(data.get("calls") or [], data.get("evaluations") or [])
         found = item.stash.get(_REGRESSIONS, [])
         data["baseline"] = {"figures": figures, "regressions": [r.to_dict() for r in found]}
         data.setdefault("violations", []).extend(

@@ -170,6 +170,7 @@
     for (const f of test.faults) cells[9].append(el("span", "badge fault", "⚡ " + f.fault));
     for (const f of test.findings) cells[9].append(el("span", "badge finding", f.key));
     if (test.truncations) cells[9].append(el("span", "badge finding", test.truncations + " truncated"));
+    for (const e of test.scores) cells[9].append(el("span", "badge score", e.name + " " + e.value));
     tr.append(...cells);
     const detail = el("tr", "detail");
     const td = el("td");
@@ -245,6 +246,16 @@
       td.append(el("h3", "", "Findings"));
       const ul = el("ul", "findings");
       for (const f of test.findings) ul.append(el("li", "", "[" + f.kind + "] " + f.message));
+      td.append(ul);
+    }
+    if (test.evaluations.length) {
+      td.append(el("h3", "", "Evaluations"));
+      const ul = el("ul", "evaluations");
+      for (const e of test.evaluations) {
+        const what = [e.score === null ? null : String(e.score), e.label].filter((x) => x !== null);
+        const on = e.call === null ? "" : " (call #" + (e.call + 1) + ")";
+        ul.append(el("li", "", e.name + ": " + what.join(" ") + on + (e.explanation ? " — " + e.explanation : "")));
+      }
       td.append(ul);
     }
     if (test.call_rows.length) td.append(callsTable(test));
