@@ -46,6 +46,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
         ["--requests", "2000", "--leak-requests", "4000"],
         ["--requests", "300", "--leak-requests", "1000"],
     ),
+    "cassette": (["--mb", "200"], ["--mb", "20"]),
 }
 
 
@@ -324,6 +325,33 @@ def ttft_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def cassette_rows(data: dict[str, Any]) -> list[Row]:
+    valid, cut = data["valid"], data["truncated"]
+    rss = valid["rss_growth_per_file_byte"]
+    return [
+        Row(
+            f"{valid['file_mb']:.0f} MB cassette load: time and memory ÷ file size",
+            f"{valid['seconds']:.1f} s, {rss:.2f}x",
+            "",
+            "",
+            "",
+            "memory <= 2.5x the file",
+            _status(rss <= 2.5),
+            f"RSS growth of opening it and indexing its {valid['interactions']:,} requests; "
+            f"tracemalloc peak {valid['peak_per_file_byte']:.2f}x",
+        ),
+        Row(
+            f"  truncated {cut['file_mb']:.0f} MB cassette: time to its error, memory",
+            f"{cut['seconds']:.2f} s, {cut['rss_growth_per_file_byte']:.2f}x",
+            "",
+            "",
+            "",
+            "error within a few seconds (< 5 s)",
+            _status(cut["seconds"] < 5.0 and bool(cut["error"])),
+        ),
+    ]
+
+
 def proxy_rows(data: dict[str, Any]) -> list[Row]:
     rows = []
     for concurrency in (1, 64):
@@ -364,6 +392,7 @@ TABULATE: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "memory": memory_rows,
     "ttft": ttft_rows,
     "proxy": proxy_rows,
+    "cassette": cassette_rows,
 }
 
 

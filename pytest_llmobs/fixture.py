@@ -192,7 +192,10 @@ class LLMObs:
         `mode`: `strict` (same tree, same order), `unordered` (sibling order free), `subset`
         (expected ⊆ actual: more spans allowed, the expected roots may sit anywhere),
         `superset` (actual ⊆ expected: every span is an expected one, some may be missing).
-        Only finished spans count: call it after the `with` blocks of the spans have closed.
+        A name written `"... glob"` matches at any depth below its parent; `Span(...)` takes
+        `status=`, `kind=`, `duration_lt=` / `duration_gt=` (seconds). A failure lists every
+        difference, with both trees. Only finished spans count: call it after the `with`
+        blocks of the spans have closed.
         """
         __tracebackhide__ = True
         mismatch = match_trace(expected, self._capture.spans, mode)

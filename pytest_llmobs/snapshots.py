@@ -50,6 +50,32 @@ VOLATILE = (
 # Attributes whose presence matters but whose value is an identifier: kept as "<id>".
 IDENTIFIERS = ("*.id", "*_id", "*.ids")
 ID_PLACEHOLDER = "<id>"
+# Inside any kept text value: what changes from run to run though the trace does not.
+_VOLATILE_TEXT = (
+    # ISO 8601 timestamps (first: their "03:04" is no host:port)
+    (
+        re.compile(
+            r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+        ),
+        "<time>",
+    ),
+    # a port after a host name, an IPv4 address or a bracketed IPv6 one (not "12:30")
+    (
+        re.compile(
+            r"(\b(?:[A-Za-z0-9-]+\.)*[A-Za-z0-9-]*[A-Za-z][A-Za-z0-9-]*"
+            r"|\b\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}\b"
+        ),
+        r"\1:<port>",
+    ),
+    # UUIDs, trace / span ids (32 / 16 hex digits) and longer hex ids
+    (
+        re.compile(
+            r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
+            r"|\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{16,}\b"
+        ),
+        ID_PLACEHOLDER,
+    ),
+)
 
 
 def span_shape(
@@ -85,7 +111,18 @@ class _Rules:
             return False, None
         if any(fnmatchcase(key, pattern) for pattern in IDENTIFIERS):
             return True, ID_PLACEHOLDER
-        return True, _plain(value)
+        return True, _normalised(_plain(value))
+
+
+def _normalised(value: Any) -> Any:
+    """Ports, ids and timestamps inside text replaced by placeholders (`keep` skips this)."""
+    if isinstance(value, list):
+        return [_normalised(item) for item in value]
+    if not isinstance(value, str):
+        return value
+    for pattern, replacement in _VOLATILE_TEXT:
+        value = pattern.sub(replacement, value)
+    return value
 
 
 def _node_shape(node: Node, rules: _Rules, ordered: bool) -> dict[str, Any]:
@@ -95,7 +132,7 @@ def _node_shape(node: Node, rules: _Rules, ordered: bool) -> dict[str, Any]:
         keep, value = rules.value(key, node.attributes[key])
         if keep:
             attributes[key] = value
-    shape: dict[str, Any] = {"name": span.name}
+    shape: dict[str, Any] = {"name": _normalised(span.name)}
     if span.kind != SpanKind.INTERNAL:
         shape["kind"] = span.kind.name
     if span.status.status_code == StatusCode.ERROR:

@@ -20,6 +20,11 @@ In a dict, a value is the span's children (a dict, list or name), a count (an in
 `attrs` and `children` (spell a span literally named so with `Span`). A list holds siblings;
 a dict keeps its keys' order, which is the sibling order `strict` checks.
 
+A name written `"... glob"` (or `Span(..., descendant=True)`) is a span at any depth below
+its parent, order-free; the spans between are not checked. `Span` also takes `status=`
+(`UNSET`/`OK`/`ERROR`), `kind=` (a `SpanKind` or its name), `duration_lt=` and
+`duration_gt=` (seconds); an options dict takes the same keys.
+
 Names are `fnmatch` globs (case-sensitive). Attribute predicates: a plain value (equality;
 lists compare with sequence attributes), `Range(min, max)` or a `(min, max)` tuple of numbers
 (inclusive, `None` = open), a type (isinstance), a compiled regex (full match on the text), a
@@ -40,7 +45,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 Mode = Literal["strict", "unordered", "subset", "superset"]
 MODES: tuple[Mode, ...] = ("strict", "unordered", "subset", "superset")
-OPTION_KEYS = frozenset({"count", "attrs", "children"})
+OPTION_KEYS = frozenset(
+    {"count", "attrs", "children", "status", "kind", "duration_lt", "duration_gt", "descendant"}
+)
+DESCENDANT_PREFIX = "... "  # a name glob written "... chat *": at any depth below its parent
+STATUSES = ("UNSET", "OK", "ERROR")
+KINDS = ("INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 MAX_LINES = 200  # per side of the side-by-side rendering
 COLUMN_WIDTH = 64
 
@@ -77,7 +87,17 @@ class Span:
     `Span("chat *", gen_ai__request__model="gpt-4o")`.
     """
 
-    __slots__ = ("attrs", "children", "count", "name")
+    __slots__ = (
+        "attrs",
+        "children",
+        "count",
+        "descendant",
+        "duration_gt",
+        "duration_lt",
+        "kind",
+        "name",
+        "status",
+    )
 
     def __init__(
         self,
@@ -85,12 +105,30 @@ class Span:
         *children: SpecLike,
         count: CountLike = 1,
         attrs: Mapping[str, Any] | None = None,
+        status: str | None = None,
+        kind: Any = None,
+        duration_lt: float | None = None,
+        duration_gt: float | None = None,
+        descendant: bool = False,
         **attr_kwargs: Any,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"Span name must be a str glob, got {name!r}")
+        if name.startswith(DESCENDANT_PREFIX):
+            name, descendant = name[len(DESCENDANT_PREFIX) :].lstrip(), True
         self.name = name
+        self.descendant = bool(descendant)
         self.count = _count(count, name)
+        self.status = _choice(status, STATUSES, "status", name)
+        self.kind = _choice(getattr(kind, "name", kind), KINDS, "kind", name)
+        for bound, value in (("duration_lt", duration_lt), ("duration_gt", duration_gt)):
+            if value is not None and (not _is_number(value) or value < 0):
+                raise TypeError(
+                    f"expected trace: {name!r}: {bound} is a duration in seconds >= 0, "
+                    f"got {value!r}"
+                )
+        self.duration_lt = duration_lt
+        self.duration_gt = duration_gt
         merged = dict(attrs or {})
         merged.update({key.replace("__", "."): value for key, value in attr_kwargs.items()})
         self.attrs: dict[str, Any] = merged
@@ -104,17 +142,31 @@ class Span:
             parts.append(f"count={self.count}")
         if self.attrs:
             parts.append(f"attrs={self.attrs!r}")
+        parts.extend(f"{key}={value!r}" for key, value in self._extras())
+        if self.descendant:
+            parts.append("descendant=True")
         parts.extend(repr(child) for child in self.children)
         return f"Span({', '.join(parts)})"
 
+    def _extras(self) -> list[tuple[str, Any]]:
+        pairs = [
+            ("status", self.status),
+            ("kind", self.kind),
+            ("duration_lt", self.duration_lt),
+            ("duration_gt", self.duration_gt),
+        ]
+        return [(key, value) for key, value in pairs if value is not None]
+
     @property
     def label(self) -> str:
-        """One line: name, count when not one, attribute predicates."""
-        text = self.name
+        """One line: name, count when not one, predicates."""
+        text = (DESCENDANT_PREFIX if self.descendant else "") + self.name
         if self.count != Range(1, 1):
             text += f" (x{self.count})"
-        if self.attrs:
-            text += " [" + ", ".join(f"{k}{_pred_text(v)}" for k, v in self.attrs.items()) + "]"
+        preds = [f"{k}{_pred_text(v)}" for k, v in self.attrs.items()]
+        preds += [_extra_text(key, value) for key, value in self._extras()]
+        if preds:
+            text += " [" + ", ".join(preds) + "]"
         return text
 
 
@@ -158,8 +210,32 @@ def _entry(name: Any, value: Any) -> Span:
             *(() if children is None else (children,)),
             count=value.get("count", 1),
             attrs=value.get("attrs"),
+            status=value.get("status"),
+            kind=value.get("kind"),
+            duration_lt=value.get("duration_lt"),
+            duration_gt=value.get("duration_gt"),
+            descendant=bool(value.get("descendant", False)),
         )
     return Span(name, value)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], what: str, name: str) -> str | None:
+    if value is None:
+        return None
+    text = str(value).upper()
+    if text not in allowed:
+        raise TypeError(
+            f"expected trace: {name!r}: {what} must be one of {', '.join(allowed)}; got {value!r}"
+        )
+    return text
+
+
+def _extra_text(key: str, value: Any) -> str:
+    if key == "duration_lt":
+        return f"duration < {_num(value)}s"
+    if key == "duration_gt":
+        return f"duration > {_num(value)}s"
+    return f"{key}={value}"
 
 
 def _count(count: Any, name: str) -> Range:
@@ -201,6 +277,12 @@ class Node:
     @property
     def attributes(self) -> Mapping[str, Any]:
         return self.span.attributes or {}
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end (None when either is unknown)."""
+        start, end = self.span.start_time, self.span.end_time
+        return None if start is None or end is None else (end - start) / 1e9
 
     @property
     def path(self) -> str:
@@ -317,7 +399,20 @@ def shallow_problem(spec: Span, node: Node) -> str | None:
         problem = attribute_problem(key, predicate, node.attributes)
         if problem:
             return problem
+    if spec.status is not None and node.span.status.status_code.name != spec.status:
+        return f"status: expected {spec.status}, got {node.span.status.status_code.name}"
+    if spec.kind is not None and node.span.kind.name != spec.kind:
+        return f"kind: expected {spec.kind}, got {node.span.kind.name}"
+    duration = node.duration
+    if spec.duration_lt is not None and (duration is None or duration >= spec.duration_lt):
+        return f"duration: expected < {_num(spec.duration_lt)}s, got {_secs(duration)}"
+    if spec.duration_gt is not None and (duration is None or duration <= spec.duration_gt):
+        return f"duration: expected > {_num(spec.duration_gt)}s, got {_secs(duration)}"
     return None
+
+
+def _secs(duration: float | None) -> str:
+    return "unknown" if duration is None else f"{duration:.6f}s"
 
 
 # -- matching ------------------------------------------------------------------------------
@@ -338,29 +433,93 @@ class _Matcher:
         return self._cache[key]
 
     def children_match(self, specs: Sequence[Span], nodes: Sequence[Node]) -> bool:
+        direct, deep = _split(specs)
+        found = self.descendants(deep, nodes)
+        if found is not None and found.missing:
+            return False
+        skippable = self.covered(found, nodes)
         if self.mode == "strict":
-            return _ordered(specs, nodes, self.node_matches)
-        return self.assign(specs, nodes, self.node_matches).ok
+            return _ordered(direct, nodes, self.node_matches, skippable)
+        return self.assign(direct, nodes, self.node_matches, skippable).ok
+
+    def descendants(self, deep: Sequence[Span], nodes: Sequence[Node]) -> _Assignment | None:
+        """`... name` specs against every span at any depth below (order-free)."""
+        if not deep:
+            return None
+        pool = _pool(nodes)
+        return _assign(
+            deep,
+            pool,
+            self.node_matches,
+            enforce_min=self.mode != "superset",
+            allow_extra=True,
+            pool=True,
+        )
+
+    @staticmethod
+    def covered(found: _Assignment | None, nodes: Sequence[Node]) -> list[bool]:
+        """Which of `nodes` a descendant match went through (or is): not extra spans."""
+        if found is None or not found.nodes:
+            return [False] * len(nodes)
+        level = {id(node) for node in nodes}
+        covered: set[int] = set()
+        for j in found.node_to_spec:
+            walker: Node | None = found.nodes[j]
+            while walker is not None and id(walker) not in covered:
+                covered.add(id(walker))
+                if id(walker) in level:
+                    break
+                walker = walker.parent
+        return [id(node) in covered for node in nodes]
 
     def assign(
-        self, specs: Sequence[Span], nodes: Sequence[Node], pred: Callable[[Span, Node], bool]
+        self,
+        specs: Sequence[Span],
+        nodes: Sequence[Node],
+        pred: Callable[[Span, Node], bool],
+        skippable: Sequence[bool] = (),
     ) -> _Assignment:
         enforce_min = self.mode in ("unordered", "subset")
         allow_extra = self.mode == "subset"
-        return _assign(specs, nodes, pred, enforce_min=enforce_min, allow_extra=allow_extra)
+        found = _assign(specs, nodes, pred, enforce_min=enforce_min, allow_extra=allow_extra)
+        if skippable and not allow_extra:
+            found.extra = [j for j in found.extra if not skippable[j]]
+            found.ok = not found.missing and not found.extra
+        return found
+
+
+def _split(specs: Sequence[Span]) -> tuple[list[Span], list[Span]]:
+    return [s for s in specs if not s.descendant], [s for s in specs if s.descendant]
+
+
+def _pool(nodes: Sequence[Node]) -> list[Node]:
+    seen: set[int] = set()
+    out: list[Node] = []
+    for node in nodes:
+        for below in node.walk():
+            if id(below) not in seen:
+                seen.add(id(below))
+                out.append(below)
+    return out
 
 
 def _ordered(
-    specs: Sequence[Span], nodes: Sequence[Node], pred: Callable[[Span, Node], bool]
+    specs: Sequence[Span],
+    nodes: Sequence[Node],
+    pred: Callable[[Span, Node], bool],
+    skippable: Sequence[bool] = (),
 ) -> bool:
-    """Specs, each repeated within its count, consume the nodes exactly, in order."""
+    """Specs, each repeated within its count, consume the nodes exactly, in order (a
+    skippable node, one a descendant match went through, may also be passed over)."""
     memo: dict[tuple[int, int], bool] = {}
 
     def go(i: int, j: int) -> bool:
         if (i, j) in memo:
             return memo[(i, j)]
         result = False
-        if i == len(specs):
+        if j < len(nodes) and skippable and skippable[j] and go(i, j + 1):
+            result = True
+        elif i == len(specs):
             result = j == len(nodes)
         else:
             spec = specs[i]
@@ -386,6 +545,7 @@ class _Assignment:
     node_to_spec: dict[int, int]  # node index -> spec index
     missing: list[int]  # spec indexes short of their minimum
     extra: list[int]  # node indexes no spec took (only a failure when extras are not allowed)
+    nodes: Sequence[Node] = ()  # the candidates, when they are a descendant pool
 
 
 def _assign(
@@ -395,6 +555,7 @@ def _assign(
     *,
     enforce_min: bool,
     allow_extra: bool,
+    pool: bool = False,
 ) -> _Assignment:
     """Give each node at most one spec, each spec between its min and max nodes.
 
@@ -439,7 +600,7 @@ def _assign(
     ]
     extra = [j for j in range(len(nodes)) if j not in node_to_spec]
     ok = not missing and (allow_extra or not extra)
-    return _Assignment(ok, node_to_spec, missing, extra)
+    return _Assignment(ok, node_to_spec, missing, extra, nodes if pool else ())
 
 
 # -- result and explanation ----------------------------------------------------------------
@@ -447,7 +608,7 @@ def _assign(
 
 @dataclass
 class Difference:
-    """The first difference found: why, and which expected spec / actual span it is about."""
+    """One difference: why, and which expected spec / actual span it is about."""
 
     reason: str
     spec: Span | None = None
@@ -457,15 +618,25 @@ class Difference:
 @dataclass
 class TraceMismatch:
     mode: Mode
-    difference: Difference
+    differences: list[Difference]
     expected: tuple[Span, ...]
     actual: list[Node]
 
     @property
+    def difference(self) -> Difference:
+        """The first difference."""
+        return self.differences[0]
+
+    @property
     def message(self) -> str:
         header = f"trace does not match the expected tree (mode={self.mode}): "
-        header += self.difference.reason
-        return header + "\n\n" + side_by_side(self.expected, self.actual, self.difference)
+        if len(self.differences) == 1:
+            header += self.difference.reason
+        else:
+            header += f"{len(self.differences)} differences\n" + "\n".join(
+                f"  {n}. {d.reason}" for n, d in enumerate(self.differences, 1)
+            )
+        return header + "\n\n" + side_by_side(self.expected, self.actual, *self.differences)
 
     def __str__(self) -> str:
         return self.message
@@ -474,13 +645,17 @@ class TraceMismatch:
 def match_trace(
     expected: Any, spans: Iterable[ReadableSpan], mode: Mode = "strict"
 ) -> TraceMismatch | None:
-    """None when the finished spans form the expected tree under `mode`, else the mismatch.
+    """None when the finished spans form the expected tree under `mode`, else the mismatch
+    with every difference found.
 
     - strict: the same tree, siblings in the same order (by start time);
     - unordered: the same tree, siblings in any order;
     - subset: every expected span is there (the expected roots may sit anywhere in the trace;
       below them, parent/child pairs must be direct); the trace may have more;
     - superset: every span of the trace is one of the expected ones; some may be missing.
+
+    In every mode a spec written `... name` (or `Span(..., descendant=True)`) is a span at
+    any depth below its parent, in any order; the spans on the way to it are not checked.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
@@ -490,8 +665,10 @@ def match_trace(
     candidates = _root_candidates(forest, mode)
     if matcher.children_match(specs, candidates):
         return None
-    difference = _explain(matcher, specs, candidates, None)
-    return TraceMismatch(mode, difference, specs, forest)
+    differences = _explain(matcher, specs, candidates, None)
+    if not differences:
+        differences = [Difference("the trees differ (see below)")]
+    return TraceMismatch(mode, differences, specs, forest)
 
 
 def _root_candidates(forest: list[Node], mode: Mode) -> list[Node]:
@@ -506,55 +683,134 @@ def _where(parent: Node | None) -> str:
 
 def _explain(
     matcher: _Matcher, specs: Sequence[Span], nodes: Sequence[Node], parent: Node | None
-) -> Difference:
+) -> list[Difference]:
+    direct, deep = _split(specs)
+    found = matcher.descendants(deep, nodes)
+    out = _explain_deep(matcher, deep, found, parent) if found is not None else []
+    skippable = matcher.covered(found, nodes)
+    # Spans a descendant match went through are not the direct specs' business.
+    rest = [n for n, skip in zip(nodes, skippable, strict=True) if not skip]
     if matcher.mode == "strict":
-        return _explain_ordered(matcher, specs, nodes, parent)
-    return _explain_unordered(matcher, specs, nodes, parent)
+        out += _explain_ordered(matcher, direct, rest, parent)
+    else:
+        out += _explain_unordered(matcher, direct, rest, parent)
+    return out
+
+
+def _explain_deep(
+    matcher: _Matcher, deep: Sequence[Span], found: _Assignment, parent: Node | None
+) -> list[Difference]:
+    out: list[Difference] = []
+    taken = set(found.node_to_spec)
+    for i in found.missing:
+        spec = deep[i]
+        free = [n for j, n in enumerate(found.nodes) if j not in taken]
+        named = [n for n in free if fnmatchcase(n.name, spec.name)]
+        right = [n for n in named if shallow_problem(spec, n) is None]
+        if right:
+            out += _explain(matcher, spec.children, right[0].children, right[0])
+            continue
+        if named:
+            problem = shallow_problem(spec, named[0])
+            out.append(
+                Difference(
+                    f"{_where(parent)} (any depth): {named[0].path!r}: {problem}", spec, named[0]
+                )
+            )
+            continue
+        count = sum(1 for s in found.node_to_spec.values() if s == i)
+        out.append(
+            Difference(
+                f"{_where(parent)} (any depth): expected {_times(spec)}{spec.name!r}, "
+                f"found {count or 'none'}",
+                spec,
+                parent,
+            )
+        )
+    return out
 
 
 def _explain_ordered(
     matcher: _Matcher, specs: Sequence[Span], nodes: Sequence[Node], parent: Node | None
-) -> Difference:
+) -> list[Difference]:
+    """Walk specs and spans side by side; after a difference, realign and go on. When only
+    the order is wrong (the spans would match unordered), the first misplaced one says so."""
+    out: list[Difference] = []
+    order_only = _assign(specs, nodes, matcher.node_matches, enforce_min=True, allow_extra=False).ok
     j = 0
-    for spec in specs:
+    i = 0
+    while i < len(specs):
+        spec = specs[i]
         lo, hi = int(spec.count.min or 0), spec.count.max
         k = 0
         while j < len(nodes) and (hi is None or k < hi) and matcher.node_matches(spec, nodes[j]):
             j += 1
             k += 1
         if k >= lo:
+            i += 1
             continue
         node = nodes[j] if j < len(nodes) else None
         if node is None:
-            return Difference(
-                f"{_where(parent)}: expected {_times(spec)}{spec.name!r}, found {k or 'none'}",
-                spec,
-                parent,
+            out.append(
+                Difference(
+                    f"{_where(parent)}: expected {_times(spec)}{spec.name!r}, found {k or 'none'}",
+                    spec,
+                    parent,
+                )
             )
-        return _explain_pair(matcher, spec, node, parent, found=k)
-    if j < len(nodes):
-        return Difference(
-            f"{_where(parent)}: unexpected span {nodes[j].name!r} (position {j + 1})",
-            None,
-            nodes[j],
+            i += 1
+            continue
+        if fnmatchcase(node.name, spec.name):  # the right span, wrong inside: say why
+            out += _explain_pair(matcher, spec, node, parent, found=k)
+            j += 1
+            if k + 1 >= lo:
+                i += 1
+            continue
+        later = any(shallow_problem(other, node) is None for other in specs[i + 1 :])
+        following = j + 1 < len(nodes) and shallow_problem(spec, nodes[j + 1]) is None
+        if following and not later:  # an extra span before the expected one
+            out.append(
+                Difference(
+                    f"{_where(parent)}: unexpected span {node.name!r} (position {j + 1})",
+                    None,
+                    node,
+                )
+            )
+            j += 1
+            continue
+        out += _explain_pair(matcher, spec, node, parent, found=k)
+        if order_only:
+            return out
+        i += 1
+        if not later:
+            j += 1
+    for extra in nodes[j:]:
+        out.append(
+            Difference(
+                f"{_where(parent)}: unexpected span {extra.name!r} "
+                f"(position {nodes.index(extra) + 1})",
+                None,
+                extra,
+            )
         )
-    return Difference("the trees differ (see below)", None, None)
+    return out
 
 
 def _explain_pair(
     matcher: _Matcher, spec: Span, node: Node, parent: Node | None, found: int = 0
-) -> Difference:
+) -> list[Difference]:
     problem = shallow_problem(spec, node)
     if problem is None:  # the span itself is right: the difference is deeper
         return _explain(matcher, spec.children, node.children, node)
     what = f"expected {spec.name!r}" + (f" (#{found + 1})" if found else "")
     detail = f": {problem}" if fnmatchcase(node.name, spec.name) else ""
-    return Difference(f"{_where(parent)}: {what}, got {node.name!r}{detail}", spec, node)
+    return [Difference(f"{_where(parent)}: {what}, got {node.name!r}{detail}", spec, node)]
 
 
 def _explain_unordered(
     matcher: _Matcher, specs: Sequence[Span], nodes: Sequence[Node], parent: Node | None
-) -> Difference:
+) -> list[Difference]:
+    out: list[Difference] = []
     deep = matcher.assign(specs, nodes, matcher.node_matches)
     free = [nodes[j] for j in deep.extra]
     for i in deep.missing:
@@ -562,35 +818,49 @@ def _explain_unordered(
         named = [n for n in free if fnmatchcase(n.name, spec.name)]
         right = [n for n in named if shallow_problem(spec, n) is None]
         if right:  # name and attributes fit: the problem is below it
-            return _explain(matcher, spec.children, right[0].children, right[0])
+            free.remove(right[0])
+            out += _explain(matcher, spec.children, right[0].children, right[0])
+            continue
         if named:
-            return _explain_pair(matcher, spec, named[0], parent)
+            free.remove(named[0])
+            out += _explain_pair(matcher, spec, named[0], parent)
+            continue
         taken = sum(1 for s in deep.node_to_spec.values() if s == i)
         reason = f"{_where(parent)}: expected {_times(spec)}{spec.name!r}, found {taken or 'none'}"
+        node: Node | None = parent
         if free and matcher.mode != "subset":
-            reason += f"; left over: {free[0].name!r}"
-        return Difference(reason, spec, free[0] if free and matcher.mode != "subset" else parent)
-    if matcher.mode != "subset" and free:
-        node = free[0]
+            node = free.pop(0)  # named here: not reported again as unexpected
+            reason += f"; left over: {node.name!r}"
+        out.append(Difference(reason, spec, node))
+    if matcher.mode == "subset":
+        return out
+    for node in free:
         for i, spec in enumerate(specs):
             if shallow_problem(spec, node) is not None:
                 continue
             taken = sum(1 for s in deep.node_to_spec.values() if s == i)
             if spec.count.max is not None and taken >= spec.count.max:
-                return Difference(
-                    f"{_where(parent)}: one {spec.name!r} too many "
-                    f"(expected {spec.count}, found {taken + 1})",
-                    spec,
+                out.append(
+                    Difference(
+                        f"{_where(parent)}: one {spec.name!r} too many "
+                        f"(expected {spec.count}, found {taken + 1})",
+                        spec,
+                        node,
+                    )
+                )
+            else:
+                out += _explain(matcher, spec.children, node.children, node)
+            break
+        else:
+            out.append(
+                Difference(
+                    f"{_where(parent)}: unexpected span {node.name!r}"
+                    + (" (not in the expected tree)" if matcher.mode == "superset" else ""),
+                    None,
                     node,
                 )
-            return _explain(matcher, spec.children, node.children, node)
-        return Difference(
-            f"{_where(parent)}: unexpected span {node.name!r}"
-            + (" (not in the expected tree)" if matcher.mode == "superset" else ""),
-            None,
-            node,
-        )
-    return Difference("the trees differ (see below)", None, None)
+            )
+    return out
 
 
 def _times(spec: Span) -> str:
@@ -619,15 +889,15 @@ def tree_lines(
     return out
 
 
-def side_by_side(
-    expected: Sequence[Span], actual: Sequence[Node], difference: Difference | None = None
-) -> str:
-    """Expected and actual trees in two columns; `>>` marks the lines the difference is about."""
+def side_by_side(expected: Sequence[Span], actual: Sequence[Node], *differences: Difference) -> str:
+    """Expected and actual trees in two columns; `>>` marks the lines the differences are
+    about."""
     left = tree_lines(expected, lambda s: s.label, lambda s: s.children)
     right = tree_lines(actual, lambda n: n.name, lambda n: n.children)
-    diff = difference or Difference("")
-    left_text = [_mark(item is diff.spec, text) for item, text in left] or ["   (nothing)"]
-    right_text = [_mark(item is diff.node, text) for item, text in right] or ["   (no spans)"]
+    specs = {id(d.spec) for d in differences if d.spec is not None}
+    nodes = {id(d.node) for d in differences if d.node is not None}
+    left_text = [_mark(id(item) in specs, text) for item, text in left] or ["   (nothing)"]
+    right_text = [_mark(id(item) in nodes, text) for item, text in right] or ["   (no spans)"]
     left_text, right_text = _clip(left_text), _clip(right_text)
     width = min(max(len(line) for line in [*left_text, "   expected"]), COLUMN_WIDTH)
     right_width = min(max(len(line) for line in [*right_text, "   actual"]), COLUMN_WIDTH)

@@ -484,3 +484,154 @@ def test_agent(llmobs):
     pytester.makeini("[pytest]\nllm_snapshot_update = true\n")  # the ini twin
     pytester.runpytest(*INNER_ARGS).assert_outcomes(passed=1)
     assert "chat gpt-4.1" in snapshot.read_text()
+
+
+# -- descendants, every difference at once, status / kind / duration, normalised snapshots --
+def test_descendant_operator_skips_the_sdk_span() -> None:
+    t = Trace()
+    with t("app.handle"):
+        with t("anthropic.messages.create"), t("chat claude", kind=SpanKind.CLIENT):
+            pass
+        with t("tool.search"):
+            pass
+    spans = t.spans
+    # direct parent/child fails, the descendant operator does not need the SDK level
+    assert match_trace({"app.handle": ["chat *", "tool.search"]}, spans) is not None
+    for mode in ("strict", "unordered", "subset", "superset"):
+        assert match_trace({"app.handle": ["... chat *", "tool.search"]}, spans, mode) is None
+        assert (
+            match_trace(
+                Span("app.handle", Span("chat *", descendant=True), Span("tool.search")),
+                spans,
+                mode,
+            )
+            is None
+        )
+    assert (
+        match_trace({"app.handle": {"chat *": {"descendant": True}, "tool.search": 1}}, spans)
+        is None
+    )
+    # it still checks what it names: the span's predicates and that it is below the parent
+    mismatch = match_trace({"app.handle": ["... chat *", "tool.search", "... embeddings *"]}, spans)
+    assert mismatch is not None
+    assert mismatch.difference.reason == (
+        "under 'app.handle' (any depth): expected 'embeddings *', found none"
+    )
+    assert (
+        ">> |-- ... embeddings *" in mismatch.message
+        or ">> `-- ... embeddings *" in mismatch.message
+    )
+    mismatch = match_trace(
+        {"app.handle": [Span("... chat *", kind="INTERNAL"), "tool.search"]}, spans
+    )
+    assert mismatch is not None
+    assert mismatch.difference.reason == (
+        "under 'app.handle' (any depth): 'app.handle > anthropic.messages.create > chat claude': "
+        "kind: expected INTERNAL, got CLIENT"
+    )
+    # the level it skips is not an extra span in strict mode; a real extra still is
+    t = Trace()
+    with t("app.handle"):
+        with t("anthropic.messages.create"), t("chat claude", kind=SpanKind.CLIENT):
+            pass
+        with t("tool.search"), t("other"):
+            pass
+    mismatch = match_trace({"app.handle": ["... chat *", "tool.search"]}, t.spans, "unordered")
+    assert mismatch is not None and "unexpected span 'other'" in mismatch.message
+
+
+def test_every_difference_is_reported_with_the_tree() -> None:
+    expected = {
+        "rag.answer": {
+            "rag.retrieve": ["embeddings other-model"],
+            "chat gpt-4o": {"attrs": {"gen_ai.usage.output_tokens": Range(10, 20)}},
+            "chat gpt-4o-mini": {},
+            "rerank": {},
+        }
+    }
+    mismatch = match_trace(expected, rag_trace().spans, "strict")
+    assert mismatch is not None
+    reasons = [d.reason for d in mismatch.differences]
+    assert reasons == [
+        "under 'rag.answer > rag.retrieve': expected 'embeddings other-model', "
+        "got 'embeddings text-embedding-3-small'",
+        "under 'rag.answer': expected 'chat gpt-4o', got 'chat gpt-4o': "
+        "gen_ai.usage.output_tokens: expected in 10..20, got 5",
+        "under 'rag.answer': expected 'rerank', found none",
+    ]
+    lines = mismatch.message.splitlines()
+    assert lines[0].endswith("(mode=strict): 3 differences")
+    assert lines[1:4] == [f"  {n}. {r}" for n, r in enumerate(reasons, 1)]
+    marked = [line for line in lines if line.startswith(">>") or "| >>" in line]
+    assert len(marked) == 4  # three expected lines and the two actual spans, rows shared
+    for unordered in ("unordered",):
+        m = match_trace(expected, rag_trace().spans, unordered)
+        assert m is not None and len(m.differences) == 3, m
+
+
+def test_status_kind_and_duration_predicates() -> None:
+    t = Trace()
+    with t("root"):
+        with t("tool.search", error__type="Timeout"):
+            pass
+        with t("chat gpt-4o", kind=SpanKind.CLIENT):
+            pass
+    spans = t.spans
+    good = Span(
+        "root",
+        Span("tool.search", status="error", duration_lt=5.0),
+        Span("chat *", kind=SpanKind.CLIENT, status="UNSET", duration_gt=0.0),
+        duration_lt=5.0,
+    )
+    assert match_trace(good, spans) is None
+    assert (
+        match_trace(
+            {"root": {"tool.search": {"status": "ERROR"}, "chat *": {"kind": "CLIENT"}}}, spans
+        )
+        is None
+    )
+    mismatch = match_trace(
+        Span(
+            "root", Span("tool.search", status="OK"), Span("chat *", kind="SERVER", duration_lt=0.0)
+        ),
+        spans,
+    )
+    assert mismatch is not None
+    assert [d.reason for d in mismatch.differences] == [
+        "under 'root': expected 'tool.search', got 'tool.search': status: expected OK, got ERROR",
+        "under 'root': expected 'chat *', got 'chat gpt-4o': kind: expected SERVER, got CLIENT",
+    ]
+    assert "tool.search [status=OK]" in mismatch.message
+    slow = match_trace(Span("root", "tool.search", Span("chat *", duration_gt=60)), spans)
+    assert slow is not None and re.search(
+        r"duration: expected > 60s, got \d\.\d{6}s", slow.difference.reason
+    )
+    with pytest.raises(TypeError, match="status must be one of UNSET, OK, ERROR"):
+        Span("x", status="failed")
+    with pytest.raises(TypeError, match="duration_lt is a duration in seconds"):
+        Span("x", duration_lt="1s")
+
+
+def test_snapshots_normalise_ports_ids_and_timestamps() -> None:
+    def shape(port: int, trace_id: str, when: str) -> dict[str, Any]:
+        t = Trace()
+        with t(
+            "POST",
+            kind=SpanKind.CLIENT,
+            url__full=f"http://127.0.0.1:{port}/v1/chat/completions",
+            server__address="127.0.0.1",
+            http__request__header__traceparent=f"00-{trace_id}-00f067aa0ba902b7-01",
+            app__started=when,
+            note="kept: 12:30 and gpt-4o-2024-08-06",
+        ):
+            pass
+        return span_shape(t.spans)
+
+    first = shape(18080, "4bf92f3577b34da6a3ce929d0e0e4736", "2026-01-02T03:04:05.678Z")
+    second = shape(18081, "0af7651916cd43dd8448eb211c80319c", "2026-02-03T04:05:06Z")
+    assert dumps(first) == dumps(second)
+    attrs = first["spans"][0]["attributes"]
+    assert attrs["url.full"] == "http://127.0.0.1:<port>/v1/chat/completions"
+    assert attrs["http.request.header.traceparent"] == "00-<id>-<id>-01"
+    assert attrs["note"] == "kept: 12:30 and gpt-4o-2024-08-06"
+    assert attrs["app.started"] == "<time>"  # no *time* in the key: the value says it

@@ -49,7 +49,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 FORMAT_KEY = "llmobs_cassette"
 FORMAT_VERSION = 1
@@ -77,7 +77,7 @@ class Stored:
     use (so opening a cassette costs a scan, not a parse, and an interaction the run never
     touches is written back byte for byte)."""
 
-    __slots__ = ("_text", "_value", "kind", "line", "path")
+    __slots__ = ("_strings", "_text", "_value", "kind", "line", "path")
 
     def __init__(
         self,
@@ -87,9 +87,11 @@ class Stored:
         line: int = 1,
         path: Path | None = None,
         kind: str = "request",
+        strings: dict[str, str] | None = None,
     ) -> None:
         self._value = value
         self._text = text
+        self._strings = strings
         self.line = line
         self.path = path
         self.kind = kind
@@ -119,6 +121,8 @@ class Stored:
                 raise CassetteError(
                     self.path or Path("?"), f"line {self.line}: {self.kind} {problem}"
                 )
+            if self._strings is not None:
+                _share_headers(value, self._strings)
             self._value = value
             if self.kind == "request":  # requests are all parsed (matching): keep one copy
                 self._text = None
@@ -142,16 +146,37 @@ class Stored:
 StoredPair = tuple[Stored, Stored]
 
 
+def _share_headers(value: dict[str, Any], strings: dict[str, str]) -> None:
+    """One string object per distinct header name and value across a cassette's requests
+    (every request repeats the same dozen headers): a parsed request then costs about its
+    text's size, not three times it."""
+    headers = value.get("headers")
+    if isinstance(headers, dict):
+        share = strings.setdefault
+        for values in headers.values():
+            if isinstance(values, list):
+                values[:] = [share(v, v) if isinstance(v, str) else v for v in values]
+        value["headers"] = {share(name, name): values for name, values in headers.items()}
+
+
 def load(path: Path) -> tuple[list[StoredPair], bool]:
     """The interactions of the cassette at `path` and whether it is in our format.
 
     Raises CassetteMissing, or CassetteError naming the problem (for a syntax error, its
-    line and column); never modifies the file.
+    line and column); never modifies the file. A file we wrote is read in blocks and split
+    as it streams (memory: about the file once, never the whole text twice), and a
+    truncated one is reported when the scan reaches its end, without a full parse.
     """
-    raw = _read_bytes(path)
-    pairs = _scan(raw, path)
+    try:
+        with path.open("rb") as stream:
+            pairs = scan_stream(stream, path)
+    except FileNotFoundError:
+        raise CassetteMissing(str(path)) from None
+    except OSError as exc:
+        raise CassetteError(path, f"cannot be read: {exc.strerror or exc}") from None
     if pairs is not None:
         return pairs, True
+    raw = _read_bytes(path)
     doc = _parse(_decode(raw, path), path)
     del raw
     try:
@@ -201,29 +226,91 @@ _B_HEAD, _B_OPEN, _B_MIDDLE, _B_CLOSE, _B_TAIL = (
 )
 
 
-def _scan(text: bytes, path: Path) -> list[StoredPair] | None:
-    """Split a file we wrote into its interactions without parsing them.
+BLOCK_SIZE = 1 << 18  # bytes read at a time by the streaming scan (more for a big interaction)
+
+
+class _Reader:
+    """A window on a binary stream: `buf[pos:]` is unread, `base` is `buf[0]`'s offset in
+    the file. Blocks are appended as the scan needs them; consumed bytes are dropped."""
+
+    __slots__ = ("base", "buf", "eof", "pos", "stream")
+
+    def __init__(self, stream: BinaryIO, start: bytes) -> None:
+        self.stream = stream
+        self.buf = start
+        self.base = 0
+        self.pos = 0
+        self.eof = False
+
+    def more(self) -> bool:
+        """Read another block; False at the end of the file."""
+        if self.eof:
+            return False
+        # As much again as is unread: an interaction bigger than a block costs linear time.
+        block = self.stream.read(max(BLOCK_SIZE, len(self.buf) - self.pos))
+        if not block:
+            self.eof = True
+            return False
+        self.base += self.pos
+        self.buf = self.buf[self.pos :] + block
+        self.pos = 0
+        return True
+
+    def ensure(self, n: int) -> bytes:
+        """At least `n` unread bytes (fewer only at the end of the file), without consuming."""
+        while len(self.buf) - self.pos < n and self.more():
+            pass
+        return self.buf[self.pos : self.pos + n]
+
+    def find(self, needle: bytes, start: int) -> int:
+        """Index in `buf` of `needle` at or after `start` (an index in `buf`), reading on
+        as needed; -1 at the end of the file. Indexes shift when `more()` drops consumed
+        bytes: `start - self.pos` is what stays valid."""
+        offset = start - self.pos
+        searched = offset
+        while True:
+            found = self.buf.find(needle, self.pos + searched)
+            if found >= 0:
+                return found
+            searched = max(offset, len(self.buf) - self.pos - len(needle) + 1)
+            if not self.more():
+                return -1
+
+
+def scan_stream(stream: BinaryIO, path: Path) -> list[StoredPair] | None:
+    """Split a file we wrote into its interactions without parsing them, block by block.
 
     Our writer puts each interaction between a line `    {` and a line `    }` and its
     request and response at indent 6; JSON strings hold no raw newlines, so those lines
-    cannot occur anywhere else. Anything else (a hand-reformatted file) returns None and
-    is parsed in full instead.
+    cannot occur anywhere else. A file that ends inside that layout (truncated) raises
+    CassetteError with the position; anything else (a hand-reformatted file) returns None
+    and is parsed in full instead. Each byte is read once.
     """
-    if not text.startswith(_B_HEAD):
+    head = stream.read(len(_B_HEAD))
+    if head != _B_HEAD:
         return None
-    pos = len(_B_HEAD)
-    if text.startswith(b"]\n}", pos):
-        return [] if not text[pos + 3 :].strip() else None
+    reader = _Reader(stream, b"")
+    reader.base = len(_B_HEAD)
+    if reader.ensure(3) == b"]\n}":
+        rest = reader.ensure(len(_B_TAIL) + 1)[3:]
+        return [] if not rest.strip() and len(rest) <= len(_B_TAIL) else None
     pairs: list[StoredPair] = []
+    strings: dict[str, str] = {}
     line = 3
-    find, startswith = text.find, text.startswith
     while True:
-        if not startswith(_B_OPEN, pos):
+        opening = reader.ensure(len(_B_OPEN))
+        if opening != _B_OPEN:
+            if reader.eof and _B_OPEN.startswith(opening):
+                raise _truncated(path, reader, line, pairs, inside=False)
             return None
-        request_at = pos + len(_B_OPEN)
-        middle = find(_B_MIDDLE, request_at)
-        close = find(_B_CLOSE, request_at)
-        if middle < 0 or close < 0 or close < middle:
+        request_at = reader.pos + len(_B_OPEN)
+        close = reader.find(_B_CLOSE, request_at)
+        request_at = reader.pos + len(_B_OPEN)  # `find` may have dropped consumed bytes
+        if close < 0:
+            raise _truncated(path, reader, line, pairs, inside=True)
+        text = reader.buf
+        middle = text.find(_B_MIDDLE, request_at, close)
+        if middle < 0:
             return None
         request_text = text[request_at:middle]
         response_text = text[middle + len(_B_MIDDLE) : close]
@@ -231,16 +318,39 @@ def _scan(text: bytes, path: Path) -> list[StoredPair] | None:
         response_line = request_line + request_text.count(b"\n") + 1
         pairs.append(
             (
-                Stored(text=request_text, line=request_line, path=path, kind="request"),
+                Stored(text=request_text, line=request_line, path=path, strings=strings),
                 Stored(text=response_text, line=response_line, path=path, kind="response"),
             )
         )
         line = response_line + response_text.count(b"\n") + 1
-        pos = close + len(_B_CLOSE)
-        if startswith(b",", pos):
-            pos += 1
+        reader.pos = close + len(_B_CLOSE)
+        if reader.ensure(1) == b",":
+            reader.pos += 1
             continue
-        return pairs if text[pos:] in (_B_TAIL, _B_TAIL[:-1]) else None
+        rest = reader.ensure(len(_B_TAIL) + 1)
+        if rest in (_B_TAIL, _B_TAIL[:-1]):
+            return pairs
+        if reader.eof and _B_TAIL.startswith(rest):
+            raise _truncated(path, reader, line, pairs, inside=False)
+        return None
+
+
+def _truncated(
+    path: Path, reader: _Reader, line: int, pairs: list[StoredPair], *, inside: bool
+) -> CassetteError:
+    end = reader.base + len(reader.buf)
+    last_line = line + reader.buf.count(b"\n", reader.pos)
+    where = (
+        f"inside interaction {len(pairs) + 1} (which starts on line {line})"
+        if inside
+        else f"after interaction {len(pairs)}, before the closing brackets"
+    )
+    return CassetteError(
+        path,
+        f"truncated: the file ends at byte {end:,} (line {last_line}) {where}; "
+        f"the {len(pairs)} interactions before it are complete. The file was left as it "
+        "is: restore it from version control or re-record it (--llm-record-mode=rewrite)",
+    )
 
 
 def _parse(text: str, path: Path) -> Document:
@@ -254,7 +364,11 @@ def _parse(text: str, path: Path) -> Document:
             error = CassetteError(
                 path, f"line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
             )
-            # Maybe a hand edit made it YAML (comments …) that still starts with "{".
+            # Maybe a hand edit made it YAML (comments …) that still starts with "{". Not
+            # when the text just stops (truncated: YAML cannot finish it either) nor for a
+            # big file: libyaml takes minutes and gigabytes on hundreds of MB.
+            if exc.pos >= len(text.rstrip()) or len(text) > YAML_FALLBACK_MAX:
+                raise error from None
             try:
                 loaded = _load_yaml(text)
             except yaml.YAMLError:
@@ -279,6 +393,7 @@ def _parse(text: str, path: Path) -> Document:
 
 
 _JSON_ERROR = "\x00json_error"
+YAML_FALLBACK_MAX = 16 << 20  # characters: a "{" file is retried as YAML up to this size
 
 
 class _YamlFallback(dict[str, Any]):
