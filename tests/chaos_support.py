@@ -6,8 +6,13 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from inner import INNER_ARGS
+from inner import INNER_ARGS as _INNER_ARGS
 from sdk_errors import transport_error
+
+# These tests check what each fault puts on the wire and what the verdict says about it, not
+# whether a failing verdict fails its test (llm_chaos_gate, tested on its own in
+# test_chaos_verdict.py): the gate only reports here.
+INNER_ARGS = (*_INNER_ARGS, "-o", "llm_chaos_gate=warn")
 
 HEADER = """
 import asyncio, json, os, time

@@ -301,6 +301,7 @@ def test_chaos(llmobs):
     llmobs.chaos.inject("rate_limit")
     with pytest.raises(openai.RateLimitError):
         ask()
+    assert llmobs.resilience().status == "fail"  # never retried: known, and this test says so
 """
 
 RULES = """

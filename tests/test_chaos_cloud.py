@@ -9,7 +9,7 @@ import json
 import random
 
 import pytest
-from inner import INNER_ARGS
+from chaos_support import INNER_ARGS  # the gate only reports: these check the faults
 
 from pytest_llmobs.chaos import FAULTS, fault_table
 from pytest_llmobs.chaos.catalog import describe, render

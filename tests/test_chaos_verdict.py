@@ -258,7 +258,7 @@ def test_badly_behaved_clients_fail(
     monkeypatch.setenv("SPAN_DUMP", str(dump))
     pytester.makeconftest(SPAN_DUMP)
     pytester.makepyfile(test_inner=HEADER + BAD_HELPERS + BAD)
-    reprec = pytester.inline_run(*INNER_ARGS, "--llm-chaos-seed=7")
+    reprec = pytester.inline_run(*INNER_ARGS, "--llm-chaos-seed=7", "--llm-chaos-gate=fail")
     # The others read the verdict themselves (resilience(), assert_resilient()) and pass;
     # the one that does not is failed by llm_chaos_gate, as its verdict is.
     [failed] = [r.nodeid for r in reprec.getreports("pytest_runtest_logreport") if r.failed]

@@ -320,6 +320,7 @@ def test_recorded_first_chunk_follows_the_first_output_event() -> None:
     exchange = chat_stream_exchange(chat_stream(include_usage=True))
     exchange.source = "replay"
     exchange.recorded_chunk_offsets = [0.5, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4]
+    exchange.recorded_duration_s = 1.4  # a recording with timing (vcrpy's have none: unknown)
     call = parse(exchange)
     assert call is not None
     assert call.recorded_time_to_first_chunk_s == 0.9
