@@ -8,6 +8,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from . import __version__
+
 # module path → each exposes `register_cli(subparsers)`; parsers set `func(args) -> int`.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "pytest_llmobs.chaos.proxy",
@@ -24,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="pytest-llmobs companion command: cassettes, scans, artifacts, chaos proxy.",
         epilog="`llmobs COMMAND --help` explains a command; the README's Reference section "
         "lists them all, with the pytest options, markers and fixtures.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s (pytest-llmobs) {__version__}"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
