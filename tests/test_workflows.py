@@ -55,7 +55,7 @@ def test_workflow_structure_and_commands(path: Any) -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_project_ci_runs_lint_types_docs_tests_xdist_and_demo() -> None:
+def test_project_ci_runs_lint_types_docs_tests_xdist_wheel_and_demo() -> None:
     data = _load(CI)
     jobs = data["jobs"]
     pythons = jobs["test"]["strategy"]["matrix"]["python"]
@@ -65,7 +65,8 @@ def test_project_ci_runs_lint_types_docs_tests_xdist_and_demo() -> None:
         for step in jobs["test"]["steps"]
     )
     commands = [" ".join(words) for words in workflow_commands(data)]
-    for wanted in ("make lint", "make typecheck", "make docs", "make unit", "make demo"):
+    wanted_commands = ("make lint", "make typecheck", "make docs", "make unit", "make wheel")
+    for wanted in (*wanted_commands, "make demo"):
         assert wanted in commands, f"ci.yml runs no `{wanted}`"
     xdist = [c for c in commands if "pytest" in c and re.search(r"(^| )-n 2( |$)", c)]
     assert xdist and " tests" in xdist[0] + " ", "ci.yml has no run of the tests under -n 2"
