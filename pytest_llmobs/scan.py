@@ -8,6 +8,7 @@ clean and anything it would have redacted is reported. Exit status: 0 clean, 1 f
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Final
 
 from .redaction import find_secrets
+from .words import count
 
 __all__ = ["SCANNED_SUFFIXES", "FileFinding", "register_cli", "scan_file", "scan_paths"]
 
@@ -135,9 +137,13 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     parser.add_argument(
         "--format",
-        choices=("text", "github"),
+        choices=("text", "github", "json"),
         default="text",
-        help="text: PATH:LINE: KIND: EXCERPT; github: workflow ::error annotations",
+        help="text: PATH:LINE: KIND: EXCERPT, then a result line; github: workflow ::error "
+        "annotations; json: one object (files_scanned, findings, skipped)",
+    )
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as --format json"
     )
     parser.set_defaults(func=run)
 
@@ -149,25 +155,51 @@ def run(args: argparse.Namespace) -> int:
         for p in missing:
             print(f"llmobs scan: error: no such file or directory: {p}", file=sys.stderr)
         return 2
-    skipped: list[str] = []
+    skipped: list[tuple[Path, str]] = []
 
     def note(path: Path, reason: str) -> None:
-        skipped.append(f"llmobs scan: note: skipped {path}: {reason}")
+        skipped.append((path, reason))
 
     findings = scan_paths(args.paths, pii=args.pii, on_skip=note)
-    for line in skipped:
-        print(line, file=sys.stderr)
+    scanned = sum(1 for _ in _files([Path(p) for p in args.paths]))
+    for path, reason in skipped:
+        print(f"llmobs scan: note: skipped {path}: {reason}", file=sys.stderr)
+    if args.format == "json":
+        print(json.dumps(_json(findings, scanned, skipped), indent=2))
+        return 1 if findings else 0
     for f in findings:
         print(_github(f) if args.format == "github" else str(f))
     files = len({f.path for f in findings})
     if findings:
         print(
-            f"llmobs scan: {len(findings)} finding(s) in {files} file(s); redact them "
-            "(pytest-llmobs redacts new recordings) or rotate the credential",
+            f"llmobs scan: {count(len(findings), 'finding')} in {count(files, 'file')} "
+            f"(of {scanned} scanned); redact them (pytest-llmobs redacts new recordings) or "
+            "rotate the credential",
             file=sys.stderr,
         )
         return 1
+    what = "credentials or unmasked PII" if args.pii else "credentials"
+    print(f"llmobs scan: no {what} found in {count(scanned, 'file')}")
     return 0
+
+
+def _json(
+    findings: list[FileFinding], scanned: int, skipped: list[tuple[Path, str]]
+) -> dict[str, object]:
+    return {
+        "files_scanned": scanned,
+        "findings": [
+            {
+                "path": str(f.path),
+                "line": f.line,
+                "column": f.column,
+                "kind": f.kind,
+                "excerpt": f.excerpt,
+            }
+            for f in findings
+        ],
+        "skipped": [{"path": str(path), "reason": reason} for path, reason in skipped],
+    }
 
 
 def _github(f: FileFinding) -> str:

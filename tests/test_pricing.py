@@ -261,7 +261,7 @@ def test_over_budget():
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*test_over_budget: 1 violation(s)",
+            "*test_over_budget: 1 violation",
             "  max_cost_usd  $0.005  $0.007  test    #1",
             "calls responsible:",
             "  #1  chat gpt-4o  model gpt-4o-2024-08-06  in 1000 / out 500 tok  latency * s"
@@ -291,10 +291,10 @@ def test_no_budget_no_failure(llmobs):
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*test_unknown_price: 1 violation(s)",
+            "*test_unknown_price: 1 violation",
             "  max_cost_usd  $1.00  unknown  test    #1 #2",
-            "  - max_cost_usd: 1 call(s) without a known cost: no known price for gpt-fake-9 "
-            "(openai) (add prices in an llm_prices TOML file, see the README)",
+            "  - max_cost_usd: 1 call without a known cost: no known price for gpt-fake-9 "
+            "(openai) (add their prices to an llm_prices TOML file)",
             "calls responsible:",
             "  #1  chat gpt-4o  *  $0.0000*",
             "  #2  chat gpt-fake-9  *  cost unknown",
