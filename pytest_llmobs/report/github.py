@@ -38,8 +38,9 @@ def markdown(
         f"{count(total['tests_with_violations'], 'test')} |",
     ]
     if total["outside_calls"]:
-        outside = count(total["outside_calls"], "call")
-        lines.insert(5, f"| outside tests | {outside} (counted above) |")
+        lines.insert(
+            5, f"| outside tests | {count(total['outside_calls'], 'call')} (counted above) |"
+        )
     if session_result:
         lines += ["", "### Session budget exceeded", "", "```", session_result, "```"]
     violating = [(n, t) for n, t in tests.items() if findings(t)]
