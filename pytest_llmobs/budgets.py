@@ -639,9 +639,9 @@ class BudgetConfig:
             return None
         total = self.pricing.total(calls)
         priced = len(calls) - len(total.unpriced)
+        share = f"{priced} of " if total.unpriced else ""
         line = (
-            f"llmobs cost: {fmt('max_cost_usd', total.usd)} for {priced} of "
-            f"{count(len(calls), 'call')}"
+            f"llmobs cost: {fmt('max_cost_usd', total.usd)} for {share}{count(len(calls), 'call')}"
         )
         if total.unpriced:
             line += f"; unknown for {len(total.unpriced)}: " + unpriced_text(total.unpriced)

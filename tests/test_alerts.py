@@ -388,12 +388,12 @@ def test_a_dead_webhook_is_a_warning_not_a_failure(
         ["*LLMAlertDeliveryWarning: llmobs: webhook http://127.0.0.1:*/… failed: HTTP 500*"]
     )
     gone = f"http://127.0.0.1:{free_port()}{SECRET_PATH}"
-    result = pytester.runpytest(*INNER_ARGS, "-W", "error", f"--llm-alert-webhook={gone}")
+    result = pytester.runpytest(*INNER_ARGS, "-v", "-W", "error", f"--llm-alert-webhook={gone}")
     assert result.ret == 0  # even with warnings as errors
     result.stdout.fnmatch_lines(["llmobs: webhook http://127.0.0.1:*/… failed: *refused*"])
     output = result.stdout.str() + result.stderr.str()
     assert "SECRET" not in output
-    # the header shows that a webhook is set, never its URL
+    # the header (-v) shows that a webhook is set, never its URL
     assert "llm_alert_webhook=<redacted> (cli)" in output
 
 

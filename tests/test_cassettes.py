@@ -263,8 +263,8 @@ def test_legacy_completions_are_llm_calls_recorded_and_replayed(
         result.stdout.fnmatch_lines(
             [
                 "*_ test_cut_fails _*",
-                "  truncation  not allowed  length  default  #1",
-                "  - truncation: openai text_completion gpt-3.5-turbo-instruct attempt 0 "
+                "  truncation of #1: the answer was cut at max_tokens (finish_reason: length)",
+                "    openai text_completion gpt-3.5-turbo-instruct "
                 "(*/v1/completions, max_tokens=2): finish_reason ?length?*",
                 "*_ test_budget_fails _*",
                 "  max_output_tokens  3      4       test    #1",
