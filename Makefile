@@ -1,9 +1,11 @@
-# Two commands do all the set-up: `make demo` and `make test` (lint, types, the docs site, tests).
+# Two commands do all the set-up: `make demo` and `make test` (lint, types, the docs site, tests,
+# and the tests again against the built wheel).
 #
 # Environments, each its own venv, all built by uv (installed by pip into .venv-uv):
 #   .venv         the locked set (uv.lock): make test, make demo, make bench
 #   .venv-floor   the lowest release of every direct dependency pyproject.toml allows
 #   .venv-latest  the newest releases of today
+#   .venv-wheel   the built wheel and the locked test set, nothing from the checkout (make wheel)
 # `make lock` re-resolves uv.lock (and Phoenix's lock) against today's releases.
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,14 +27,20 @@ CASSETTE_TESTS := tests/test_vcrpy_versions.py tests/test_cassettes.py tests/tes
 	tests/test_foreign_cassettes.py tests/test_cassettes_vcrpy_export.py tests/test_coexist.py \
 	tests/test_vcr_switch.py
 
-.PHONY: test demo lint typecheck unit docs docs-serve bench clean phoenix lock test-floor test-latest
+.PHONY: test demo lint typecheck unit docs docs-serve wheel bench clean phoenix lock test-floor \
+	test-latest
 
+# Each install says what it is about to do (the first one takes a minute or two), then shows
+# pip's and uv's own progress.
 $(UV):
+	@echo "make: installing uv $(UV_VERSION) into $(UV_VENV) (it installs everything else)"
 	$(PYTHON) -m venv $(UV_VENV)
-	$(UV_VENV)/bin/python -m pip install --quiet 'uv==$(UV_VERSION)'
+	$(UV_VENV)/bin/python -m pip install --progress-bar on 'uv==$(UV_VERSION)'
 
 # --locked: a uv.lock that no longer matches pyproject.toml is an error, never re-resolved.
 $(STAMP): pyproject.toml uv.lock | $(UV)
+	@echo "make: installing the locked set (uv.lock) into $(VENV): about 150 packages, 400 MB" \
+	  "the first time"
 	$(UV) sync --locked --all-extras --python $(PYTHON)
 	touch $(STAMP)
 
@@ -79,7 +87,31 @@ docs: $(STAMP)
 docs-serve: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
-test: lint typecheck docs unit
+# The package as users get it: `python -m build` makes the sdist and the wheel, `twine check`
+# reads their metadata as PyPI will; then a fresh venv gets the wheel (--no-deps) beside its
+# dependencies and the test group pinned by uv.lock (hashes checked; registries only), and
+# `uv pip check` says the wheel's own requirements are met. The tests that run there are the
+# docs' examples, the package checks (which assert the plugin pytest loaded is the venv's copy)
+# and the quick-start suite; `python -P` keeps the checkout off sys.path.
+WHEEL_VENV := .venv-wheel
+WHEEL_TESTS := tests/test_package.py tests/test_docs.py::test_page_blocks_run
+
+wheel: $(STAMP)
+	rm -rf dist $(WHEEL_VENV)
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(UV) venv --python $(PYTHON) $(WHEEL_VENV)
+	$(UV) export --locked --quiet --no-emit-project --no-default-groups --group test \
+	  -o $(WHEEL_VENV)/requirements.txt
+	$(UV) pip install --python $(WHEEL_VENV)/bin/python -r $(WHEEL_VENV)/requirements.txt
+	$(UV) pip install --python $(WHEEL_VENV)/bin/python --no-deps dist/*.whl
+	$(UV) pip check --python $(WHEEL_VENV)/bin/python
+	$(WHEEL_VENV)/bin/llmobs --version
+	LLMOBS_TEST_WHEEL=$(WHEEL_VENV) $(WHEEL_VENV)/bin/python -P -m pytest -q -rs $(WHEEL_TESTS)
+	cd example_suites && ../$(WHEEL_VENV)/bin/python -P -m pytest -q -p no:cacheprovider \
+	  --llm-artifacts=../$(WHEEL_VENV)/artifacts quickstart
+
+test: lint typecheck docs unit wheel
 
 # The floor set: every direct dependency at the lowest release pyproject.toml allows (their
 # own dependencies at the newest that fit; check_floors fails if the resolver lifted one). Then
@@ -109,5 +141,6 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(PHOENIX_VENV) $(UV_VENV) .venv-floor .venv-latest llmobs-artifacts site \
+	rm -rf $(VENV) $(PHOENIX_VENV) $(UV_VENV) .venv-floor .venv-latest $(WHEEL_VENV) dist build \
+	  llmobs-artifacts site \
 	  .pytest_cache .mypy_cache .ruff_cache

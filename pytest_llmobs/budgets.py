@@ -34,6 +34,7 @@ from .calls import LLMCall, Usage
 from .pricing import Cost, Pricing
 from .tracing import span_name
 from .truncation import allowed_reason, check_truncation
+from .words import count
 
 
 class LLMBudgetWarning(pytest.PytestWarning):
@@ -290,7 +291,8 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 
 def _errored(call: LLMCall) -> bool:
-    return call.status_code is not None and call.status_code >= 400
+    """An error response, or none at all: no usage to expect."""
+    return (call.status_code is not None and call.status_code >= 400) or call.no_response
 
 
 # -- checks ------------------------------------------------------------------------------
@@ -304,9 +306,12 @@ class Violation:
     calls: tuple[LLMCall, ...] = ()
     origin: str = ""
     detail: str = ""
+    text: str = ""  # what happened in words, when limit / actual say it badly (truncation)
 
     @property
     def summary(self) -> str:
+        if self.text:
+            return f"{self.key}: {self.text}"
         return f"{self.key}: limit {fmt(self.key, self.limit)}, actual {fmt(self.key, self.actual)}"
 
 
@@ -350,6 +355,7 @@ def check_test(
                 (found.call,),
                 "default",
                 found.message,
+                found.kind.plain,
             )
         )
     return out
@@ -419,7 +425,7 @@ def _max_calls(calls: list[LLMCall], limit: Any, _: Pricing) -> _Found:
     if len(logical) <= limit:
         return None
     retries = len(calls) - len(logical)
-    return len(logical), calls, f"{retries} retries not counted" if retries else ""
+    return len(logical), calls, f"{count(retries, 'retry')} not counted" if retries else ""
 
 
 def _max_retries(calls: list[LLMCall], limit: Any, _: Pricing) -> _Found:
@@ -443,8 +449,8 @@ def _tokens(name: str, get: Callable[[Usage], int | None]) -> Callable[..., _Fou
         biggest = sorted(known, key=lambda c: -(get(c.usage) or 0))
         if unknown:
             detail = (
-                f"{len(unknown)} call(s) reported no {name} token usage, so the total is unknown"
-                ' (an OpenAI stream needs stream_options={"include_usage": True})'
+                f"{count(len(unknown), 'call')} reported no {name} token usage, so the total "
+                'is unknown (an OpenAI stream needs stream_options={"include_usage": True})'
             )
             return (None if actual <= limit else actual), unknown + biggest, detail
         return actual, biggest, ""
@@ -466,7 +472,7 @@ def _max_cost(calls: list[LLMCall], limit: Any, pricing: Pricing) -> _Found:
         return None
     biggest = [c for c, cost in sorted(costs, key=lambda x: -(x[1].usd or 0.0)) if cost.usd]
     if unpriced:
-        detail = f"{len(unpriced)} call(s) without a known cost: " + unpriced_text(
+        detail = f"{count(len(unpriced), 'call')} without a known cost: " + unpriced_text(
             (c, p or "unknown") for c, p in unpriced
         )
         return (None if actual <= limit else actual), [c for c, _ in unpriced] + biggest, detail
@@ -496,7 +502,7 @@ def _pct(p: float) -> Callable[..., _Found]:
         if actual is None or actual <= limit:
             return None
         slow = sorted(((c, v) for c, v in measured if v > limit), key=lambda x: -x[1])
-        return actual, [c for c, _ in slow], f"over {len(measured)} call(s)"
+        return actual, [c for c, _ in slow], f"over {count(len(measured), 'call')}"
 
     return check
 
@@ -554,6 +560,8 @@ def describe_call(call: LLMCall, pricing: Pricing | None = None) -> str:
         parts.append(f"attempt {call.attempt}")
     if call.status_code is not None and call.status_code >= 400:
         parts.append(f"HTTP {call.status_code}")
+    elif call.no_response:
+        parts.append(f"no response ({call.error_type or call.error})")
     if pricing is not None:
         cost = pricing.cost(call)
         parts.append(fmt("max_cost_usd", cost.usd) if cost.usd is not None else "cost unknown")
@@ -579,6 +587,7 @@ def render(
     index = {id(c): i for i, c in enumerate(calls, 1)}
     rows = [("key", "limit", "actual", "set on", "calls responsible")]
     referenced: dict[int, LLMCall] = {}
+    cuts: list[str] = []
     for v in violations:
         refs = [c for c in v.calls if id(c) in index]
         # the most responsible calls (refs come worst first), shown in call order
@@ -586,18 +595,15 @@ def render(
         more = f" +{len(refs) - len(shown)} more" if len(refs) > len(shown) else ""
         for c in shown:
             referenced[index[id(c)]] = c
-        rows.append(
-            (
-                v.key,
-                fmt(v.key, v.limit),
-                fmt(v.key, v.actual),
-                v.origin or "-",
-                " ".join(f"#{index[id(c)]}" for c in shown) + more or "-",
-            )
-        )
+        numbers = " ".join(f"#{index[id(c)]}" for c in shown) + more or "-"
+        if v.key == "truncation":  # a sentence, not a limit and a figure
+            cuts += [f"  truncation of {numbers}: {v.text or fmt(v.key, v.actual)}"]
+            cuts += [f"    {v.detail}"] if v.detail else []
+            continue
+        rows.append((v.key, fmt(v.key, v.limit), fmt(v.key, v.actual), v.origin or "-", numbers))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [title]
-    for row in rows:
+    for row in rows if len(rows) > 1 else ():
         lines.append(
             "  "
             + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
@@ -605,8 +611,9 @@ def render(
             + row[4]
         )
     for v in violations:
-        if v.detail:
+        if v.detail and v.key != "truncation":
             lines.append(f"  - {v.key}: {v.detail}")
+    lines += cuts
     if referenced:
         lines.append("calls responsible:")
         for i in sorted(referenced):
@@ -632,9 +639,9 @@ def render_session(
             by_test[test] = by_test.get(test, 0) + 1
         ranked = sorted(by_test.items(), key=lambda x: -x[1])
         for test, n in ranked[:5]:
-            lines.append(f"    {test} ({n} call(s))")
+            lines.append(f"    {test} ({count(n, 'call')})")
         if len(by_test) > 5:
-            lines.append(f"    … {len(by_test) - 5} more tests")
+            lines.append(f"    … {count(len(by_test) - 5, 'more test')}")
     return "\n".join(lines)
 
 
@@ -695,7 +702,7 @@ class BudgetConfig:
         violations = check_test(calls, checks, self.pricing, evaluations)
         if not violations:
             return None
-        title = f"LLM checks failed for {nodeid}: {len(violations)} violation(s)"
+        title = f"LLM checks failed for {nodeid}: {count(len(violations), 'violation')}"
         return render(violations, calls, title=title, pricing=self.pricing)
 
     def unchecked_test(
@@ -719,7 +726,8 @@ class BudgetConfig:
         if not violations:
             return None
         title = (
-            f"llm_session_budget exceeded: {len(violations)} violation(s) over {len(calls)} calls"
+            f"llm_session_budget exceeded: {count(len(violations), 'violation')} over "
+            f"{count(len(calls), 'call')}"
         )
         return render_session(violations, title=title)
 
@@ -730,7 +738,10 @@ class BudgetConfig:
             return None
         total = self.pricing.total(calls)
         priced = len(calls) - len(total.unpriced)
-        line = f"llmobs cost: {fmt('max_cost_usd', total.usd)} for {priced} of {len(calls)} calls"
+        share = f"{priced} of " if total.unpriced else ""
+        line = (
+            f"llmobs cost: {fmt('max_cost_usd', total.usd)} for {share}{count(len(calls), 'call')}"
+        )
         if total.unpriced:
             line += f"; unknown for {len(total.unpriced)}: " + unpriced_text(total.unpriced)
         return line
@@ -754,9 +765,9 @@ def unpriced_text(unpriced: Iterable[tuple[LLMCall, str]]) -> str:
     for _, problem in unpriced:
         counts[problem] = counts.get(problem, 0) + 1
     ranked = sorted(counts.items(), key=lambda x: -x[1])
-    text = "; ".join(p + (f" ({n} calls)" if n > 1 else "") for p, n in ranked[:5])
+    text = "; ".join(p + (f" ({count(n, 'call')})" if n > 1 else "") for p, n in ranked[:5])
     if len(ranked) > 5:
         text += f"; … {len(ranked) - 5} more"
     if any(p.startswith("no known price") for p in counts):
-        text += " (add prices in an llm_prices TOML file, see the README)"
+        text += " (add their prices to an llm_prices TOML file)"
     return text

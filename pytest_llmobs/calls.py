@@ -157,6 +157,12 @@ class LLMCall:
         return self.response_model or self.request_model
 
     @property
+    def no_response(self) -> bool:
+        """No HTTP response at all: the connection was refused, or failed or timed out before
+        a status line. Such a call has no usage to report and cost nothing."""
+        return self.status_code is None and (self.error is not None or self.error_type is not None)
+
+    @property
     def effective_duration_s(self) -> float | None:
         """Recorded duration on instant replay, measured duration otherwise."""
         if self.recorded_duration_s is not None and self.source == "replay":

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+from . import __version__
 
 # module path → each exposes `register_cli(subparsers)`; parsers set `func(args) -> int`.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -26,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="`llmobs COMMAND --help` explains a command; the README's Reference section "
         "lists them all, with the pytest options, markers and fixtures.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s (pytest-llmobs) {__version__}"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register_cli(subparsers)
@@ -38,7 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped early (`llmobs … | head`): nothing of ours failed. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return result
 
 

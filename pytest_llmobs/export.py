@@ -30,6 +30,7 @@ from .capture import OUTSIDE, Capture
 from .redaction import Redactor
 from .report.traces import redacted_span, test_attributes
 from .tracing import span_with
+from .words import count, plural
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -255,7 +256,8 @@ class LiveExport:
             return None
         reason = self.exporter.first_error or "not sent before the end of the run"
         return (
-            f"llmobs: {lost} of {self.handed} spans were not exported to {self.endpoint} "
+            f"llmobs: {lost} of {count(self.handed, 'span')} {plural(lost, 'was')} not exported "
+            f"to {self.endpoint} "
             f"({reason}); the test results are unaffected"
         )
 

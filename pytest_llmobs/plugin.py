@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 
-from . import budgets, export
+from . import __version__, budgets, export
 from . import settings as settings_mod
 from .capture import Capture, TestCapture
 from .cassettes import hooks as cassettes
@@ -94,7 +94,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return ["llmobs: " + ", ".join(config.stash[SETTINGS].header_items())]
+    """One short line; every setting with -v."""
+    settings, verbose = config.stash[SETTINGS], config.get_verbosity() > 0
+    header = [settings.header(__version__, hint=not verbose)]
+    return header + settings.detail_lines() if verbose else header
 
 
 @pytest.hookimpl(trylast=True)

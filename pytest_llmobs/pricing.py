@@ -179,7 +179,7 @@ class Pricing:
         cached: int | None,
         cache_write: int | None,
         reasoning: int | None,
-        errored: bool,
+        failed: str,  # "" | "error" (HTTP 4xx/5xx) | "no response"
     ) -> Cost:
         usage = Usage(
             input_tokens=input_tokens,
@@ -189,8 +189,10 @@ class Pricing:
             reasoning_tokens=reasoning,
         )
         if input_tokens is None and output_tokens is None:
-            if errored:
-                return Cost(0.0, "not billed (error response)")
+            if failed:
+                return Cost(
+                    0.0, f"not billed ({'error response' if failed == 'error' else failed})"
+                )
             return Cost(
                 None,
                 problem="the provider reported no token usage (an OpenAI stream needs "
@@ -221,8 +223,14 @@ def _key(call: LLMCall) -> tuple[Any, ...]:
         usage.cached_input_tokens,
         usage.cache_creation_input_tokens,
         usage.reasoning_tokens,
-        call.status_code is not None and call.status_code >= 400,
+        _failed(call),
     )
+
+
+def _failed(call: LLMCall) -> str:
+    if call.status_code is not None and call.status_code >= 400:
+        return "error"
+    return "no response" if call.no_response else ""
 
 
 def cost_usd(call: LLMCall) -> float | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 from .redaction import Finding, find_in_header, find_secrets, is_secret_header
+from .words import count
 
 __all__ = ["SCANNED_SUFFIXES", "FileFinding", "register_cli", "scan_file", "scan_paths"]
 
@@ -453,9 +454,13 @@ def register_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     parser.add_argument(
         "--format",
-        choices=("text", "github"),
+        choices=("text", "github", "json"),
         default="text",
-        help="text: PATH:LINE: KIND: EXCERPT; github: workflow ::error annotations",
+        help="text: PATH:LINE: KIND: EXCERPT, then a result line; github: workflow ::error "
+        "annotations; json: one object (files_scanned, findings, skipped)",
+    )
+    parser.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="same as --format json"
     )
     parser.set_defaults(func=run)
 
@@ -467,30 +472,58 @@ def run(args: argparse.Namespace) -> int:
         for p in missing:
             print(f"llmobs scan: error: no such file or directory: {p}", file=sys.stderr)
         return 2
-    unread: list[str] = []
+    # A file that could not be read makes the scan incomplete: exit 2, whatever was found.
+    skipped: list[tuple[Path, str]] = []
 
     def note(path: Path, reason: str) -> None:
-        unread.append(f"llmobs scan: error: could not read {path}: {reason}")
+        skipped.append((path, reason))
 
     findings = scan_paths(args.paths, pii=args.pii, on_skip=note)
+    scanned = sum(1 for _ in _files([Path(p) for p in args.paths]))
+    status = 2 if skipped else 1 if findings else 0
+    if args.format == "json":
+        print(json.dumps(_json(findings, scanned, skipped), indent=2))
+        return status
     for f in findings:
         print(_github(f) if args.format == "github" else str(f))
-    for line in unread:
-        print(line, file=sys.stderr)
+    for path, reason in skipped:
+        print(f"llmobs scan: error: could not read {path}: {reason}", file=sys.stderr)
     files = len({f.path for f in findings})
     if findings:
         print(
-            f"llmobs scan: {len(findings)} finding(s) in {files} file(s); redact them "
-            "(pytest-llmobs redacts new recordings) or rotate the credential",
+            f"llmobs scan: {count(len(findings), 'finding')} in {count(files, 'file')} "
+            f"(of {scanned} scanned); redact them (pytest-llmobs redacts new recordings) or "
+            "rotate the credential",
             file=sys.stderr,
         )
-    if unread:
+    if skipped:
         print(
-            f"llmobs scan: incomplete: {len(unread)} problem(s) reading the files above",
+            f"llmobs scan: incomplete: {count(len(skipped), 'file')} could not be read",
             file=sys.stderr,
         )
-        return 2
-    return 1 if findings else 0
+    elif not findings:
+        what = "credentials or unmasked PII" if args.pii else "credentials"
+        print(f"llmobs scan: no {what} found in {count(scanned, 'file')}")
+    return status
+
+
+def _json(
+    findings: list[FileFinding], scanned: int, skipped: list[tuple[Path, str]]
+) -> dict[str, object]:
+    return {
+        "files_scanned": scanned,
+        "findings": [
+            {
+                "path": str(f.path),
+                "line": f.line,
+                "column": f.column,
+                "kind": f.kind,
+                "excerpt": f.excerpt,
+            }
+            for f in findings
+        ],
+        "skipped": [{"path": str(path), "reason": reason} for path, reason in skipped],
+    }
 
 
 def _github(f: FileFinding) -> str:

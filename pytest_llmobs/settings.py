@@ -359,6 +359,60 @@ class Settings:
             sources[option.name] = source
         return cls(**values, sources=sources)
 
+    def header(self, version: str, *, hint: bool = True) -> str:
+        """The one header line: version, record mode, the check mode unless it is `fail`,
+        and what is switched on (`-v` shows every setting: `detail_lines`)."""
+        mode = self.llm_record_mode + _from(self.sources.get("llm_record_mode", "default"))
+        parts = [f"record mode {mode}"]
+        if self.llm_budget_mode != "fail":
+            parts.append(f"checks {self.llm_budget_mode}")
+        on = self.switched_on()
+        if on:
+            parts.append("on: " + ", ".join(on))
+        if hint:
+            parts.append("-v shows every setting")
+        return f"llmobs {version}: " + "; ".join(parts)
+
+    def switched_on(self) -> list[str]:
+        """The features this run turns on, in words (chaos, masking, baselines, export …)."""
+        on = []
+        if self.llm_chaos:
+            on.append(f"chaos {self.llm_chaos}")
+        if self.llm_session_budget:
+            on.append("session budget")
+        if self.llm_replay_timing != "instant":
+            on.append(f"replay timing {self.llm_replay_timing}")
+        if self.llm_mask_pii or self.llm_pii_patterns:
+            on.append("PII masking")
+        if self.llm_log_content != "redacted":
+            on.append(f"log content {self.llm_log_content}")
+        if self.llm_capture_content:
+            on.append("content on spans")
+        if self.llm_snapshot_update:
+            on.append("snapshot update")
+        if self.llm_baseline:
+            update = " (update)" if self.llm_baseline_update else ""
+            on.append(f"baseline {self.llm_baseline}{update}")
+        if self.llm_alert or self.llm_alert_rules:
+            on.append("alerts")
+        if self.llm_pushgateway:
+            on.append("Pushgateway")
+        if self.llm_encrypt_key_env:
+            on.append("encrypted artifacts")
+        if self.llm_otlp_endpoint and self.llm_otlp_endpoint != "none":
+            on.append("OTLP export")
+        return on
+
+    def detail_lines(self, width: int = 100) -> list[str]:
+        """Every setting (`header_items`), wrapped: the `-v` header."""
+        lines = ["llmobs settings:"]
+        for item in self.header_items():
+            if len(lines[-1]) + len(item) + 2 > width and lines[-1].strip() != "":
+                lines.append(" ")
+            lines[-1] += f" {item},"
+        lines[-1] = lines[-1].rstrip(",")
+        return lines
+
     def header_items(self) -> list[str]:
         """`name=value` for the report header, non-defaults marked with where they came from."""
         items = []
@@ -377,6 +431,10 @@ class Settings:
 
 
 _SECRET = frozenset(o.name for o in OPTIONS if o.secret)
+
+
+def _from(source: str) -> str:
+    return "" if source == "default" else f" ({source})"
 
 
 def register(parser: pytest.Parser) -> None:

@@ -253,7 +253,7 @@ def check_workflow(data: Any, where: str) -> list[str]:
             if not isinstance(step, dict) or ("uses" in step) == ("run" in step):
                 problems.append(f"{at}: a step has exactly one of uses / run")
                 continue
-            if "uses" in step and not re.fullmatch(r"[\w.-]+/[\w./-]+@[\w.-]+", step["uses"]):
+            if "uses" in step and not re.fullmatch(r"[\w.-]+/[\w./-]+@[\w./-]+", step["uses"]):
                 problems.append(f"{at}: uses {step['uses']!r} is not owner/repo@ref")
             if "run" in step:
                 for words in shell_commands(str(step["run"])):

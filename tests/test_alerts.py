@@ -213,11 +213,11 @@ def _alerts(n: int = 1) -> list[Alert]:
 
 def test_slack_payload_shape() -> None:
     payload = slack_payload(_alerts(), {"project": "demo", "tests": 3, "run": None})
-    assert payload["text"].startswith("pytest-llmobs: 1 LLM alert(s) firing (1 critical)")
+    assert payload["text"].startswith("pytest-llmobs: 1 LLM alert firing (1 critical)")
     header, section, context = payload["blocks"]
     assert header == {
         "type": "header",
-        "text": {"type": "plain_text", "text": "pytest-llmobs: 1 LLM alert(s) firing (1 critical)"},
+        "text": {"type": "plain_text", "text": "pytest-llmobs: 1 LLM alert firing (1 critical)"},
     }
     assert section["type"] == "section" and section["text"]["type"] == "mrkdwn"
     assert "*CRITICAL* errors" in section["text"]["text"]
@@ -345,7 +345,7 @@ def test_alerts_fire_to_terminal_junit_summary_and_webhook(
     assert "SECRET" not in result.stdout.str() + result.stderr.str()
     [post] = webhook.received
     assert post.path == SECRET_PATH
-    assert post.body["text"].startswith("pytest-llmobs: 4 LLM alert(s) firing (1 critical)")
+    assert post.body["text"].startswith("pytest-llmobs: 4 LLM alerts firing (1 critical)")
     kinds = [b["type"] for b in post.body["blocks"]]
     assert kinds == ["header", "section", "section", "section", "section", "context"]
     assert "tests: 3 · LLM calls: 5" in post.body["blocks"][-1]["elements"][0]["text"]
@@ -389,12 +389,12 @@ def test_a_dead_webhook_is_a_warning_not_a_failure(
         ["*LLMAlertDeliveryWarning: llmobs: webhook http://127.0.0.1:*/… failed: HTTP 500*"]
     )
     gone = f"http://127.0.0.1:{free_port()}{SECRET_PATH}"
-    result = pytester.runpytest(*INNER_ARGS, "-W", "error", f"--llm-alert-webhook={gone}")
+    result = pytester.runpytest(*INNER_ARGS, "-v", "-W", "error", f"--llm-alert-webhook={gone}")
     assert result.ret == 0  # even with warnings as errors
     result.stdout.fnmatch_lines(["llmobs: webhook http://127.0.0.1:*/… failed: *refused*"])
     output = result.stdout.str() + result.stderr.str()
     assert "SECRET" not in output
-    # the header shows that a webhook is set, never its URL
+    # the header (-v) shows that a webhook is set, never its URL
     assert "llm_alert_webhook=<redacted> (cli)" in output
 
 
@@ -433,7 +433,7 @@ def test_under_xdist_the_controller_alerts_once(
     )
     result.assert_outcomes(passed=3)
     [post] = webhook.received  # once, from the controller, over every worker's tests
-    assert post.body["text"].startswith("pytest-llmobs: 4 LLM alert(s) firing (1 critical)")
+    assert post.body["text"].startswith("pytest-llmobs: 4 LLM alerts firing (1 critical)")
     summary = json.loads((pytester.path / "llmobs-artifacts" / "summary.json").read_text())
     assert len(summary["alerts"]) == 4  # written while xdist waited for its workers
 

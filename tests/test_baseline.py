@@ -265,7 +265,7 @@ def test_update_round_trip_then_clean_compare(
 
     result = pytester.runpytest(*COMPARE)
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["llmobs baseline baseline.json: 2 test(s) compared, 0 regr*"])
+    result.stdout.fnmatch_lines(["llmobs baseline baseline.json: 2 tests compared, 0 regressions"])
     assert _summary(pytester)["baseline"]["regressions"] == []
 
     # an update that changes nothing leaves the file alone (live latency moves: a p95
@@ -296,7 +296,7 @@ def test_regression_fails_the_test_and_reaches_every_report(
             "  cost_usd: $* vs baseline $* (+*%; allowed +10%)",
             "*llmobs baseline regressions*",
             "test_inner.py::test_answer: total_tokens * vs * (+*%; allowed +15%)",
-            "llmobs baseline baseline.json: 2 test(s) compared, 4 regression(s)",
+            "llmobs baseline baseline.json: 2 tests compared, 4 regressions",
         ]
     )
     summary = _summary(pytester)
@@ -366,7 +366,7 @@ def test_under_xdist_workers_compare_and_the_controller_writes(
     monkeypatch.setenv("REPLY", LONG)
     result = pytester.runpytest_subprocess(*COMPARE, "-n", "2")
     result.assert_outcomes(passed=1, failed=2)
-    result.stdout.fnmatch_lines(["llmobs baseline baseline.json: 2 test(s) compared, 4 regr*"])
+    result.stdout.fnmatch_lines(["llmobs baseline baseline.json: 2 tests compared, 4 regressions*"])
 
 
 def test_bad_baseline_is_a_usage_error_and_never_overwritten(

@@ -387,7 +387,7 @@ def test_fail_model_glob():
     out = result.stdout
     out.fnmatch_lines(
         [
-            "*LLM checks failed for test_inner.py::test_fail_max_retries: 1 violation(s)",
+            "*LLM checks failed for test_inner.py::test_fail_max_retries: 1 violation",
             "  key          limit  actual  set on  calls responsible",
             "  max_retries  0      1       test    #2",
             "calls responsible:",
@@ -434,7 +434,7 @@ class TestClass:
     )
     result.stdout.fnmatch_lines(
         [
-            "*test_function_overrides_class_and_module: 1 violation(s)",
+            "*test_function_overrides_class_and_module: 1 violation",
             "  max_output_tokens  4      8       test    #1 #2",
         ]
     )
@@ -503,10 +503,10 @@ def test_session_budget_fails_the_run(pytester: pytest.Pytester, provider: Provi
     result.stdout.fnmatch_lines(
         [
             "*= llm session budget =*",
-            "llm_session_budget exceeded: 1 violation(s) over 3 calls",
+            "llm_session_budget exceeded: 1 violation over 3 calls",
             "  max_total_tokens: limit 20, actual 27",
-            "    test_inner.py::test_b (2 call(s))",
-            "    test_inner.py::test_a (1 call(s))",
+            "    test_inner.py::test_b (2 calls)",
+            "    test_inner.py::test_a (1 call)",
         ]
     )
 
@@ -535,7 +535,7 @@ def test_d_bad_marker():
     result.assert_outcomes(passed=2, failed=1, errors=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["  max_calls: limit 2, actual 4"])
-    result.stdout.fnmatch_lines(["*test_c_over: 1 violation(s)", "  max_calls  0      1*"])
+    result.stdout.fnmatch_lines(["*test_c_over: 1 violation", "  max_calls  0      1*"])
     # the controller writes its files while xdist waits for the workers: the verdict is in
     summary = json.loads((pytester.path / "llmobs-artifacts" / "summary.json").read_text())
     assert "max_calls: limit 2, actual 4" in summary["session_result"]
@@ -557,7 +557,7 @@ def test_over():
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
         [
-            "*LLMBudgetWarning: LLM checks failed for test_inner.py::test_over: 1 violation(s)",
+            "*LLMBudgetWarning: LLM checks failed for test_inner.py::test_over: 1 violation",
             "*max_calls  1      2       test    #1 #2",
         ]
     )

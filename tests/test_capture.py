@@ -305,7 +305,9 @@ def test_bad_llm_hosts_is_a_usage_error(pytester: pytest.Pytester) -> None:
 def test_report_header_shows_settings(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(): pass")
     result = pytester.runpytest(*INNER_ARGS, "--llm-capture-content")
-    result.stdout.fnmatch_lines(["llmobs: *llm_capture_content=True (cli)*"])
+    result.stdout.fnmatch_lines(["llmobs *: record mode off (env); on: content on spans; -v *"])
+    result = pytester.runpytest(*INNER_ARGS, "--llm-capture-content", "-v")
+    result.stdout.fnmatch_lines(["llmobs settings: *llm_capture_content=True (cli)*"])
 
 
 def test_leaked_stream_is_flushed_at_test_end(

@@ -151,7 +151,7 @@ def test_round_trip_every_client_and_streaming_mode_offline(
     provider.configure(reply="one two three four", chunk_delay_s=0.002)
     pytester.makepyfile(test_inner=HEADER + ROUND_TRIP)
     recording = run(pytester, "--llm-record-mode=once", passed=6)
-    recording.stdout.fnmatch_lines(["*6 cassette(s) written*"])
+    recording.stdout.fnmatch_lines(["6 cassettes written"])
     recorded = read(results)
     files = cassettes(pytester)
     assert sorted(files) == [
@@ -263,8 +263,8 @@ def test_legacy_completions_are_llm_calls_recorded_and_replayed(
         result.stdout.fnmatch_lines(
             [
                 "*_ test_cut_fails _*",
-                "  truncation  not allowed  length  default  #1",
-                "  - truncation: openai text_completion gpt-3.5-turbo-instruct attempt 0 "
+                "  truncation of #1: the answer was cut at max_tokens (finish_reason: length)",
+                "    openai text_completion gpt-3.5-turbo-instruct "
                 "(*/v1/completions, max_tokens=2): finish_reason ?length?*",
                 "*_ test_budget_fails _*",
                 "  max_output_tokens  3      4       test    #1",
@@ -759,7 +759,7 @@ def test_record_modes(
     run(pytester, "--llm-record-mode=none", failed=1).stdout.fnmatch_lines(
         [
             "pytest-llmobs: request made more often than it was recorded*",
-            "  recorded 2 time(s), all already replayed in this test*",
+            "  recorded 2 times, all already replayed in this test*",
         ]
     )
     # once: an existing cassette is never extended
@@ -886,8 +886,15 @@ def test_bad_marker_is_a_usage_error_and_header_shows_settings(pytester: pytest.
     pytester.makepyfile("def test_x(): pass")
     result = pytester.runpytest(*INNER_ARGS, "--llm-replay-timing=realtime")
     result.stdout.fnmatch_lines(
-        ["llmobs: *llm_record_mode=off (env)*llm_replay_timing=realtime (cli)*"]
+        ["llmobs *: record mode off (env); on: replay timing realtime; -v shows every setting"]
     )
+    assert not any(line.startswith("llmobs settings") for line in result.outlines)
+    verbose = pytester.runpytest(*INNER_ARGS, "--llm-replay-timing=realtime", "-v")
+    verbose.stdout.fnmatch_lines(["llmobs *: record mode off (env); on: replay timing realtime"])
+    start = verbose.outlines.index(next(x for x in verbose.outlines if x.startswith("llmobs set")))
+    shown = " ".join(verbose.outlines[start : start + 12])
+    for item in ("llm_record_mode=off (env),", "llm_replay_timing=realtime (cli),", "llm_hosts=-"):
+        assert item in shown
 
 
 def test_under_xdist_each_worker_records_and_replays_its_tests(

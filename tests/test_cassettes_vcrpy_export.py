@@ -287,6 +287,19 @@ def test_unreadable_files_are_reported_and_left_untouched(
     write_atomic(cut, dumps_document([(request(), {**sse_response(), "error": "timeout"})]))
     before = {p: p.read_bytes() for p in (corrupt, cut)}
 
+    args = ["cassettes", "downgrade", "--check", "--json", str(tmp_path)]
+    assert llmobs_main(args) == 1
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert captured.err == ""  # each file's error is in the object
+    assert [(f["path"], f["status"]) for f in result["files"]] == [
+        (str(corrupt), "failed"),
+        (str(cut), "failed"),
+        (str(good), "would be downgraded"),
+    ]
+    assert "invalid JSON" in result["files"][0]["error"]
+    assert (result["changed"], result["current"], result["failed"]) == (1, 0, 2)
+
     assert llmobs_main(["cassettes", "downgrade", str(tmp_path), str(tmp_path / "no.yaml")]) == 1
     captured = capsys.readouterr()
     assert f"error: cassette {corrupt}: line 4, column 6: invalid JSON" in captured.err
@@ -322,6 +335,15 @@ def test_upgrade_says_its_files_are_for_pytest_llmobs_only(
         "can no longer load them. `llmobs cassettes downgrade PATH…` writes them back in "
         "vcrpy's format.",
     ]
+    assert llmobs_main(["cassettes", "upgrade", "--check", "--json", str(tmp_path)]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["files"] == [
+        {"path": str(theirs), "status": "would be upgraded"},
+        {"path": str(other), "status": "would be upgraded"},
+        {"path": str(ours), "status": "current"},
+    ]
+    assert (result["changed"], result["current"], result["failed"]) == (2, 1, 0)
+    assert result["check"] is True and "read by pytest-llmobs only" in result["note"]
     assert llmobs_main(["cassettes", "upgrade", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"upgraded (vcrpy format → llmobs format): {theirs}" in out

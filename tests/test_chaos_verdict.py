@@ -309,16 +309,17 @@ def test_bad(llmobs):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "llmobs chaos: seed=1234 (cli/ini; reproduce with --llm-chaos-seed=1234)",
             "*FAIL    not_retried: call #0 (chat gpt-4o) got rate_limit*",
             "*- llmobs chaos -*",
             "*llmobs chaos verdict: fail (seed 1234*",
             "*llmobs chaos (seed 1234)*",
             "fail      test_inner.py::test_bad  [rate_limit]  not_retried",
-            "llmobs chaos: 1 tests with faults, 1 failing verdicts; "
+            "llmobs chaos: 1 test with faults, 1 failing verdict; "
             "reproduce with --llm-chaos-seed=1234",
         ]
     )
+    # chaos came from a marker, not --llm-chaos: the seed is in the verdict, not the header
+    assert not any(line.startswith("llmobs chaos: seed") for line in result.outlines)
 
 
 # -- thresholds: --llm-chaos-verdict / ini llm_chaos_verdict ----------------------------------
@@ -361,7 +362,7 @@ def test_verdict_thresholds_from_the_command_line(
     monkeypatch.setenv("ARGS", args)
     pytester.makepyfile(test_inner=HEADER + BAD_HELPERS + THRESHOLDS)
     extra = [f"--llm-chaos-verdict={args}"] if args else []
-    result = pytester.runpytest(*INNER_ARGS, "--llm-chaos-seed=7", *extra)
+    result = pytester.runpytest(*INNER_ARGS, "--llm-chaos-seed=7", "-v", *extra)
     result.assert_outcomes(passed=2)
     if args:
         shown = " ".join(sorted(args.replace(",", " ").split()))

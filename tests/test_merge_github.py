@@ -69,9 +69,9 @@ def test_merge_appends_the_merged_job_summary(
     assert text.startswith(shards) and text.count("## pytest-llmobs") == 3
     merged = text[len(shards) :]
     assert "| LLM calls | 6 in 4 tests |" in merged  # 5 in tests + 1 outside any test
-    assert "| outside tests | 1 calls (counted above) |" in merged
+    assert "| outside tests | 1 call (counted above) |" in merged
     assert "| tokens | 22 input, 24 output |" in merged
-    assert "| violations | 1 in 1 tests |" in merged
+    assert "| violations | 1 in 1 test |" in merged
     assert "| `test_inner.py::test_over_budget` | budget | max_output_tokens: limit 1" in merged
     assert "### Top costs" in merged and "`test_inner.py::test_plain`" in merged
     totals = json.loads((out / "summary.json").read_text())["totals"]
@@ -116,6 +116,36 @@ def test_check_prints_annotations_on_github(
         f"::error file={prefix}/test_inner.py,line=33,title=llmobs budget::"
         "test_inner.py::test_over_budget: max_output_tokens: limit 1, actual 4"
     ]
+
+
+def test_merge_and_check_json_for_ci_scripts(
+    merged: Path,
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--json: one object on stdout and nothing else (no annotations, even on GitHub); the
+    exit status as without it."""
+    capsys.readouterr()
+    shards = [str(pytester.path / "shard1"), str(pytester.path / "shard2")]
+    again = pytester.path / "again"
+    assert main(["merge", *shards, "-o", str(again), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["output"] == str(again) and result["inputs"] == shards
+    assert (result["tests"], result["calls"]) == (5, 6)
+    assert "summary.json" in result["files"] and "llmobs-junit.xml" in result["files"]
+
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    budget = ["--session-budget", "max_total_tokens=40 max_calls=9", "--annotate-tests"]
+    assert main(["check", str(merged), *budget, "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)  # annotations would break the parse
+    assert result["within_budget"] is False and (result["calls"], result["tokens"]) == (6, 46)
+    [violation] = result["violations"]
+    assert violation["key"] == "max_total_tokens"
+    assert (violation["limit"], violation["actual"]) == (40, 46)
+    assert violation["summary"] == "max_total_tokens: limit 40, actual 46"
+    assert main(["check", str(merged), "--session-budget", "max_calls=9", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["within_budget"] is True
 
 
 def test_merge_keeps_each_shards_alerts_spikes_and_baseline_findings(tmp_path: Path) -> None:

@@ -191,11 +191,11 @@ def test_replay_needs_no_key_and_the_placeholder_is_nowhere(
     sent = len(bare_env.requests)
 
     monkeypatch.setenv("LLM_URL", dead_url())
-    result = pytester.runpytest(*INNER_ARGS)  # record mode none: the default
+    result = pytester.runpytest(*INNER_ARGS, "-v")  # record mode none: the default
     result.assert_outcomes(passed=1)
     assert json.loads(results.read_text()) == [texts, ["replay"] * 5]
     assert len(bare_env.requests) == sent
-    result.stdout.fnmatch_lines(
+    result.stdout.fnmatch_lines(  # -v: the header has one line without
         [
             "llmobs replay: placeholder credentials for OPENAI_API_KEY, AZURE_OPENAI_API_KEY, "
             "ANTHROPIC_API_KEY, GEMINI_API_KEY, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY"
@@ -286,7 +286,7 @@ def test_no_placeholder_where_a_request_could_leave_or_a_key_is_set(
     if user_key:
         monkeypatch.setenv("OPENAI_API_KEY", user_key)
     pytester.makepyfile(test_inner=KEYS_AS_SET.format(names=set(VARIABLES)))
-    result = pytester.runpytest(*INNER_ARGS, "-s", *args)
+    result = pytester.runpytest(*INNER_ARGS, "-s", "-v", *args)  # -v: the header names them
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([seen, f"OPENAI {user_key}"])
     # with the user's own key, the other SDKs still get theirs, OPENAI_API_KEY none

@@ -233,7 +233,7 @@ def test_terminal_summary_respects_verbosity(
             "test_inner.py::test_plain * 2 * 11 * 8 * $0.0001*ms*",
             "test_inner.py::test_over_budget * 1 * 5 * 4 *1",
             "llmobs: 5 LLM calls in 4 tests, 21 input + 20 output tokens",
-            "llmobs: 1 violation(s) in 1 test(s)",
+            "llmobs: 1 violation in 1 test",
             "slowest calls:",
             "most expensive calls:",
         ]

@@ -34,7 +34,7 @@ def test_github_summary_and_annotations(
     text = summary.read_text()
     assert text.startswith("earlier step\n## pytest-llmobs")
     assert "| LLM calls | 5 in 4 tests |" in text
-    assert "| violations | 1 in 1 tests |" in text
+    assert "| violations | 1 in 1 test |" in text
     assert "| `test_inner.py::test_over_budget` | budget | max_output_tokens: limit 1" in text
     assert "### Top costs" in text
 
@@ -187,7 +187,7 @@ def test_merge_shards_and_check_the_session_budget(
         )
         == 0
     )
-    assert "2 directories" in capsys.readouterr().out
+    assert "llmobs merge: 2 directories → " in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["totals"]["calls"] == 5 and summary["totals"]["tests"] == 5
     assert len(summary["run_ids"]) == 2

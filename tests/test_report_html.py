@@ -298,6 +298,8 @@ async def test_page_in_headless_chromium(report: Path, tmp_path: Path) -> None:
             "xss_ran": "typeof window.__xss !== 'undefined'",
             "xss_shown": f"document.body.textContent.includes({json.dumps(XSS)})",
             "failed_badges": "document.querySelectorAll('.status.failed').length",
+            "excerpt_headers": "[...document.querySelectorAll('.excerpt header')]"
+            ".map(e => e.textContent)",
         },
     )
     assert page.errors() == []
@@ -311,6 +313,11 @@ async def test_page_in_headless_chromium(report: Path, tmp_path: Path) -> None:
     assert f["chart_bars"] >= 6  # 5 tests with calls x in/out, plus cost bars
     assert f["excerpts"] == 7 and f["failed_badges"] == 2
     assert f["images"] == 0 and not f["xss_ran"] and f["xss_shown"]
+    # why each call is in prompts.jsonl, in words (its `kept` field is a code)
+    why = {m.strip() for h in f["excerpt_headers"] for m in re.findall(r"logged: [^·⚡]*", h)}
+    assert all(h.count("logged: ") == 1 for h in f["excerpt_headers"])
+    assert why == {"logged: every call is", "logged: the test failed"}
+    assert not any("kept" in h for h in f["excerpt_headers"])
     assert png_size(page.screenshot) == (1280, 2000) and len(page.screenshot) > 30_000
     (tmp_path / "report.png").write_bytes(page.screenshot)
 

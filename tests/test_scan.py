@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -177,13 +178,15 @@ def test_cli_exit_codes_and_text_output(
     file = leaky / "test_chat.yaml"
     assert f"{file}:{_line_of(file, OPENAI)}: openai_key: sk-p" in out
     assert OPENAI not in out
-    assert "finding(s) in 1 file(s)" in err
+    assert re.search(r"^llmobs scan: \d+ findings? in 1 file \(of 1 scanned\); redact", err, re.M)
 
     clean = tmp_path / "clean"
     clean.mkdir()
     (clean / "ok.json").write_text('{"usage": {"prompt_tokens": 1234567890}}')
     assert main(["scan", str(clean)]) == 0
-    assert capsys.readouterr().out == ""
+    assert (
+        capsys.readouterr().out == "llmobs scan: no credentials or unmasked PII found in 1 file\n"
+    )
 
     assert main(["scan", str(clean), str(tmp_path / "missing.yaml")]) == 2
     _, err = capsys.readouterr()
@@ -193,12 +196,33 @@ def test_cli_exit_codes_and_text_output(
 def test_cli_no_pii_and_github_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "prompts.txt").write_text("contact: bob@example.com, +44 20 7946 0958\n")
     assert main(["scan", "--no-pii", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "llmobs scan: no credentials found in 1 file\n"
     assert main(["scan", "--format", "github", str(tmp_path)]) == 1
     lines = capsys.readouterr().out.splitlines()
     path = str(tmp_path / "prompts.txt").replace(":", "%3A").replace(",", "%2C")
     assert lines[0].startswith(f"::error file={path},line=1,col=10,title=llmobs scan%3A email::")
     assert lines[1].startswith(f"::error file={path},line=1,col=27,")
     assert len(lines) == 2
+
+
+def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json: one object on stdout, for CI scripts; the exit status as in text mode."""
+    (tmp_path / "prompts.txt").write_text("contact: bob@example.com\n")
+    (tmp_path / "ok.json").write_text("{}")
+    assert main(["scan", "--json", str(tmp_path)]) == 1
+    found = json.loads(capsys.readouterr().out)
+    assert found["files_scanned"] == 2 and found["skipped"] == []
+    [finding] = found["findings"]
+    assert finding == {
+        "path": str(tmp_path / "prompts.txt"),
+        "line": 1,
+        "column": 10,
+        "kind": "email",
+        "excerpt": finding["excerpt"],
+    }
+    assert "bob@example.com" not in finding["excerpt"]
+    assert main(["scan", "--no-pii", "--format", "json", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["findings"] == []
 
 
 def test_finding_str() -> None:
@@ -217,7 +241,10 @@ def test_console_script(leaky: Path, tmp_path: Path) -> None:
     clean = subprocess.run(
         [exe, "scan", str(tmp_path / "ok.md")], capture_output=True, text=True, check=False
     )
-    assert (clean.returncode, clean.stdout) == (0, "")
+    assert (clean.returncode, clean.stdout) == (
+        0,
+        "llmobs scan: no credentials or unmasked PII found in 1 file\n",
+    )
     missing = subprocess.run(
         [exe, "scan", str(tmp_path / "nope")], capture_output=True, text=True, check=False
     )

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from pytest_llmobs.budgets import TestChecks, check_test
 from pytest_llmobs.calls import LLMCall
 from pytest_llmobs.testing import ProviderServer, Reply, error_reply
 from pytest_llmobs.truncation import (
@@ -101,6 +102,27 @@ def test_describe_names_the_call() -> None:
         "openai chat gpt-4o attempt 1 (http://h/v1/chat/completions, max_tokens=3): "
         'finish_reason "length"'
     )
+    assert describe(truncated("length", max_tokens=3)).startswith(
+        "openai chat gpt-4o (http://h/v1/chat/completions, max_tokens=3): "
+    )  # the first attempt goes without saying
+
+
+def test_each_reason_says_what_happened_in_plain_words() -> None:
+    """The finding's summary (terminal, JUnit, GitHub, report): what happened, then the
+    provider's own word for it; never the 'limit not allowed, actual length' of a budget."""
+    assert TRUNCATION_REASONS["length"].plain == (
+        "the answer was cut at max_tokens (finish_reason: length)"
+    )
+    assert TRUNCATION_REASONS["max_tokens"].plain == (
+        "the answer was cut at max_tokens (stop_reason: max_tokens)"
+    )
+    assert classify("stream_error: overloaded_error").plain == (
+        "the stream broke off part-way (overloaded_error): the answer is partial"
+    )
+    for reason, kind in TRUNCATION_REASONS.items():
+        assert kind.plain.startswith("the ") and kind.plain != kind.text, reason
+    [found] = check_test([truncated("length", max_tokens=3)], TestChecks())
+    assert found.summary == "truncation: the answer was cut at max_tokens (finish_reason: length)"
 
 
 # -- end to end, per provider ------------------------------------------------------------------
@@ -203,15 +225,16 @@ def test_each_kind_fails_by_default(pytester: pytest.Pytester, provider: Provide
     def expect(test: str, reason: str, where: str, text: str) -> None:
         out.fnmatch_lines(
             [
-                f"*LLM checks failed for test_inner.py::{test}: 1 violation(s)",
-                "  key*limit*actual*set on*calls responsible",
-                f"  truncation  not allowed  {reason}  default  #1",
-                f"  - truncation: {where} attempt 0 (http://127.0.0.1:*{text}",
+                f"*LLM checks failed for test_inner.py::{test}: 1 violation",
+                f"  truncation of #1: {classify(reason).plain}",
+                f"    {where} (http://127.0.0.1:*{text}",
                 "calls responsible:",
                 "  #1  *",
                 "If a partial answer is expected: @pytest.mark.llm_allow_truncation*",
             ]
         )
+        # a sentence, not a budget row with a limit and a figure
+        assert not [line for line in out.lines if "not allowed" in line]
 
     expect(
         "test_openai_length",
@@ -305,12 +328,11 @@ def test_error_responses_are_errors_not_truncation(
     )
     # one test with a violation in the run: the 200 whose text is not the JSON asked for
     # (pytest repeats the failure message in its short summary when CI is set: count tests)
-    result.stdout.fnmatch_lines(["llmobs: 1 violation(s) in 1 test(s)"])
+    result.stdout.fnmatch_lines(["llmobs: 1 violation in 1 test"])
     result.stdout.fnmatch_lines(
         [
-            "*test_a_200_that_is_not_json_is_still_cut: 1 violation(s)",
-            "  key*",
-            "  truncation  not allowed  invalid_json  default  #1",
+            "*test_a_200_that_is_not_json_is_still_cut: 1 violation",
+            "  truncation of #1: the answer is not the JSON that was asked for",
         ]
     )
 
@@ -347,14 +369,15 @@ class TestStrict:
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(
         [
-            "*test_function_budget_overrides_module_allowance: 1 violation(s)",
-            "  truncation  not allowed  length  default  #1",
+            "*test_function_budget_overrides_module_allowance: 1 violation",
+            "  truncation of #1: the answer was cut at max_tokens (finish_reason: length)",
         ]
     )
     result.stdout.fnmatch_lines(
         [
-            "*test_allowed_kinds_only: 1 violation(s)",
-            "  truncation  not allowed  max_tokens  default  #3",  # length and stream allowed
+            "*test_allowed_kinds_only: 1 violation",
+            # length and stream allowed
+            "  truncation of #3: the answer was cut at max_tokens (stop_reason: max_tokens)",
         ]
     )
     result.stdout.fnmatch_lines(["PASSED test_inner.py::test_module_allows"])
@@ -377,10 +400,11 @@ def test_both():
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*test_both: 2 violation(s)",
-            "  key                limit        actual  set on   calls responsible",
-            "  max_output_tokens  3            6       test     #1 #2",
-            "  truncation         not allowed  length  default  #1",
+            "*test_both: 2 violations",
+            "  key                limit  actual  set on  calls responsible",
+            "  max_output_tokens  3      6       test    #1 #2",
+            "  truncation of #1: the answer was cut at max_tokens (finish_reason: length)",
+            "    openai chat gpt-4o (http://127.0.0.1:*/v1/chat/completions, max_tokens=2): *",
         ]
     )
 

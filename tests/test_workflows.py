@@ -1,11 +1,14 @@
-"""The project's CI workflow and the ready-to-copy one for users: structure, and every
-command they run exists (make targets, `--llm-*` flags and their values, `llmobs`
+"""The project's CI and release workflows and the ready-to-copy one for users: structure,
+and every command they run exists (make targets, `--llm-*` flags and their values, `llmobs`
 subcommands and options, parsed by the real parser)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import tomllib
 from typing import Any
 
 import pytest
@@ -22,6 +25,7 @@ from docs_support import (
 from pytest_llmobs.chaos.scenario import load_scenario
 
 CI = ROOT / ".github" / "workflows" / "ci.yml"
+RELEASE = ROOT / ".github" / "workflows" / "release.yml"
 USER = ROOT / "example_suites" / "github-workflow.yml"
 PR_DIFF = ROOT / "example_suites" / "pr-diff-workflow.yml"
 
@@ -45,14 +49,16 @@ def _ci_run_packages() -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "path", [CI, USER, PR_DIFF], ids=["ci.yml", "github-workflow.yml", "pr-diff-workflow.yml"]
+    "path",
+    [CI, RELEASE, USER, PR_DIFF],
+    ids=["ci.yml", "release.yml", "github-workflow.yml", "pr-diff-workflow.yml"],
 )
 def test_workflow_structure_and_commands(path: Any) -> None:
     problems = check_workflow(_load(path), path.name)
     assert not problems, "\n".join(problems)
 
 
-def test_project_ci_runs_lint_types_docs_tests_xdist_and_demo() -> None:
+def test_project_ci_runs_lint_types_docs_tests_xdist_wheel_and_demo() -> None:
     data = _load(CI)
     jobs = data["jobs"]
     pythons = jobs["test"]["strategy"]["matrix"]["python"]
@@ -62,7 +68,8 @@ def test_project_ci_runs_lint_types_docs_tests_xdist_and_demo() -> None:
         for step in jobs["test"]["steps"]
     )
     commands = [" ".join(words) for words in workflow_commands(data)]
-    for wanted in ("make lint", "make typecheck", "make docs", "make unit", "make demo"):
+    wanted_commands = ("make lint", "make typecheck", "make docs", "make unit", "make wheel")
+    for wanted in (*wanted_commands, "make demo"):
         assert wanted in commands, f"ci.yml runs no `{wanted}`"
     xdist = [c for c in commands if "pytest" in c and re.search(r"(^| )-n 2( |$)", c)]
     assert xdist and " tests" in xdist[0] + " ", "ci.yml has no run of the tests under -n 2"
@@ -155,13 +162,79 @@ def test_user_workflow_names_the_example_scenario() -> None:
 
 def test_steps_have_names_or_obvious_commands() -> None:
     """Long run steps carry a name, so the job log reads as a list of what happens."""
-    for path in (CI, USER):
+    for path in (CI, RELEASE, USER):
         for step in workflow_steps(_load(path)):
             run = str(step.get("run", ""))
             if run.count("\n") > 1:
                 assert step.get("name"), (
                     f"{path.name}: unnamed multi-line step {shlex.quote(run[:40])}"
                 )
+
+
+def test_release_publishes_on_a_version_tag_after_the_tests_with_trusted_publishing() -> None:
+    """A `v*` tag only; `make test` (whose `make wheel` builds, checks and tests dist/) before
+    anything is published; the files tested are the files published; the OIDC token only in
+    the publish job, which runs no code of the repository and holds no PyPI secret."""
+    data = _load(RELEASE)
+    assert workflow_triggers(data) == {"push": {"tags": ["v*"]}}
+    assert data["permissions"] == {"contents": "read"}
+    jobs = data["jobs"]
+    [publish_name] = [
+        name
+        for name, job in jobs.items()
+        if any("gh-action-pypi-publish" in s.get("uses", "") for s in job["steps"])
+    ]
+    publish = jobs[publish_name]
+    [build_name] = _as_list(publish["needs"])
+    build = jobs[build_name]
+
+    commands = [" ".join(w) for w in _runs(build)]
+    assert "make test" in commands
+    upload = [s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
+    assert [s["with"]["path"].rstrip("/") for s in upload] == ["dist"]
+    assert upload[0]["with"]["if-no-files-found"] == "error"
+    steps = build["steps"]
+    assert steps.index(upload[0]) > max(
+        i for i, s in enumerate(steps) if "make test" in str(s.get("run"))
+    ), "dist/ is uploaded before the tests ran"
+
+    assert publish["permissions"] == {"id-token": "write"}
+    assert publish["environment"]["name"] == "pypi"
+    assert not any("checkout" in s.get("uses", "") or "run" in s for s in publish["steps"])
+    download = [s for s in publish["steps"] if "download-artifact" in s.get("uses", "")]
+    assert download and download[0]["with"] == {"name": upload[0]["with"]["name"], "path": "dist/"}
+    [action] = [s for s in publish["steps"] if "gh-action-pypi-publish" in s.get("uses", "")]
+    assert not {"password", "user"} & set(action.get("with") or {})  # trusted publishing
+    assert "secrets." not in RELEASE.read_text(encoding="utf-8")
+    for name, job in jobs.items():
+        if name != publish_name:
+            assert "id-token" not in (job.get("permissions") or {}), name
+
+
+@pytest.mark.parametrize("tag_matches", [True, False])
+def test_release_refuses_a_tag_that_is_not_the_version(tag_matches: bool) -> None:
+    """The workflow's own check, run here: v<version in pyproject.toml> passes, another fails."""
+    build = next(
+        job
+        for job in _load(RELEASE)["jobs"].values()
+        if any("upload-artifact" in s.get("uses", "") for s in job["steps"])
+    )
+    [step] = [s for s in build["steps"] if "GITHUB_REF_NAME" in str(s.get("run"))]
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "version"
+    ]
+    tag = f"v{version}" if tag_matches else f"v{version}.post99"
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", step["run"]],
+        cwd=ROOT,
+        env={**os.environ, "GITHUB_REF_NAME": tag},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode == 0) is tag_matches, done.stdout + done.stderr
+    if not tag_matches:
+        assert f"::error::tag {tag} does not name the version" in done.stdout
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -77,10 +77,10 @@ def test_calls_outside_tests_cassettes_and_errors_reach_the_controller(
     prompts = (pytester.path / "xdist" / "prompts.jsonl").read_text().splitlines()
     assert sum(json.loads(line)["test_id"] == "(outside tests)" for line in prompts) == 2
     result.stdout.fnmatch_lines(
-        ["llmobs: 2 LLM call(s) outside any test (collection, *), 4 input + 8 output tokens"]
+        ["llmobs: 2 LLM calls outside any test (collection, *), 4 input + 8 output tokens"]
     )
     # one list, from the controller: every test's cassette and the session cassette once
-    assert result.stdout.lines.count("5 cassette(s) written") == 1
+    assert result.stdout.lines.count("5 cassettes written") == 1
     listed = sorted(line.strip() for line in result.stdout.lines if line.endswith(".yaml"))
     root = str(pytester.path / "cassettes")
     assert listed == sorted(
@@ -88,14 +88,14 @@ def test_calls_outside_tests_cassettes_and_errors_reach_the_controller(
     )
     # every worker's swallowed errors, one line on the controller (4 tests + 2 imports)
     result.stdout.fnmatch_lines(
-        ["llmobs: 6 internal error(s) while reading responses *RuntimeError('listener bug')*"]
+        ["llmobs: 6 internal errors while reading responses *RuntimeError('listener bug')*"]
     )
 
     # the same run in one process: the same figures, one import call instead of two
     single = pytester.runpytest(*INNER_ARGS, "--llm-record-mode=none", "--llm-artifacts=single")
     single.assert_outcomes(passed=4)
     assert summary(pytester, "single")["totals"]["outside_calls"] == 1
-    single.stdout.fnmatch_lines(["llmobs: 5 internal error(s) while reading responses *"])
+    single.stdout.fnmatch_lines(["llmobs: 5 internal errors while reading responses *"])
     assert "cassette(s) written" not in single.stdout.str()
 
 
@@ -125,9 +125,7 @@ def test_outside_calls_count_in_the_session_budget_single_process(
     result = pytester.runpytest(*INNER_ARGS, "--llm-session-budget", "max_calls=4")
     result.assert_outcomes(passed=4)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(
-        ["  max_calls: limit 4, actual 5*", "    (outside tests) (1 call(s))"]
-    )
+    result.stdout.fnmatch_lines(["  max_calls: limit 4, actual 5*", "    (outside tests) (1 call)"])
     path = Path(pytester.path / "llmobs-artifacts" / "summary.json")
     assert json.loads(path.read_text())["totals"]["calls"] == 5
 

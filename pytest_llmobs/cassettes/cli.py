@@ -134,6 +134,12 @@ def register_cli(subparsers: Any) -> None:
             action="store_true",
             help="do not redact credentials (they are redacted by default)",
         )
+        action.add_argument(
+            "--json",
+            action="store_true",
+            help="print the result as one JSON object: each file with its status (current, "
+            f"{change}, would be {change}, failed) and error, and the counts",
+        )
         action.set_defaults(func=func)
 
     def usage(args: argparse.Namespace) -> int:
@@ -159,32 +165,43 @@ def _run(
     target: str,
     note: str,
 ) -> int:
-    """One pass over the files for either direction: a line per file, the note once."""
+    """One pass over the files for either direction: a line per file, the note once (or,
+    with --json, one object)."""
     redactor = None if args.keep_secrets else Redactor()
-    failed = pending = changed = current = 0
+    files: list[dict[str, str]] = []
     for path in _files(args.paths):
         try:
             status = convert(path, redactor, write=not args.check)
         except CassetteError as exc:
-            print(f"error: {exc} (left untouched)", file=sys.stderr)
-            failed += 1
+            files.append({"path": str(path), "status": "failed", "error": str(exc)})
+            if not args.json:
+                print(f"error: {exc} (left untouched)", file=sys.stderr)
+            continue
+        if status != "current":
+            status = f"would be {verb}d" if args.check else f"{verb}d"
+        files.append({"path": str(path), "status": status})
+        if args.json:
             continue
         if status == "current":
             print(f"ok (already {target} format): {path}")
-            current += 1
         elif args.check:
             print(f"would {verb} ({source} format → {target} format): {path}")
-            pending += 1
         else:
             print(f"{verb}d ({source} format → {target} format): {path}")
-            changed += 1
-    if args.check:
-        print(f"{pending} would be {verb}d, {current} already {target} format, {failed} failed")
+    counts = {s: sum(1 for f in files if f["status"] == s) for s in ("current", "failed")}
+    changed = sum(1 for f in files if f["status"] not in counts)
+    failed, current = counts["failed"], counts["current"]
+    if args.json:
+        result = {"files": files, "changed": changed, "current": current, "failed": failed}
+        result.update(check=args.check, note=note if changed else None)
+        print(json.dumps(result, indent=2))
+    elif args.check:
+        print(f"{changed} would be {verb}d, {current} already {target} format, {failed} failed")
     else:
         print(f"{changed} {verb}d, {current} already {target} format, {failed} failed")
-    if pending or changed:
+    if changed and not args.json:
         print(note)
-    return 1 if failed or pending else 0
+    return 1 if failed or (args.check and changed) else 0
 
 
 def _files(paths: Sequence[Path]) -> Iterator[Path]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..words import count
+
 if TYPE_CHECKING:
     from .cassette import LLMCassette, StoredRequest
 
@@ -59,7 +61,7 @@ def explain(misses: list[Miss]) -> str:
     parts = [_explain_one(miss) for miss in misses[:MAX_EXPLAINED]]
     rest = misses[MAX_EXPLAINED:]
     if rest:
-        lines = [f"... and {len(rest)} more request(s) without a recorded answer:"]
+        lines = [f"... and {count(len(rest), 'more request')} without a recorded answer:"]
         lines += [f"  {_request_line(m)}" for m in rest[:20]]
         if len(rest) > 20:
             lines.append(f"  ... {len(rest) - 20} more")
@@ -87,7 +89,7 @@ def _explain_one(miss: Miss) -> str:
     if miss.reason == "played" and miss.cassette is not None and miss.request is not None:
         times = miss.cassette.times_recorded(miss.request)
         lines.append(
-            f"  recorded {times} time(s), all already replayed in this test; a retry or a "
+            f"  recorded {count(times, 'time')}, all already replayed in this test; a retry or a "
             "repeated call needs its own recording"
         )
     elif miss.reason == "no_match" and miss.cassette is not None and miss.request is not None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..redaction import Redactor
+from ..words import count
 from . import naming, vcr_compat, vcrpy_version
 from .credentials import AWS, ReplayCredentials
 from .matching import VCRPY_DEFAULT_MATCH_ON, MatchRules
@@ -409,9 +410,10 @@ class CassetteHooks:
             if session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def pytest_report_header(self) -> str | None:
+    def pytest_report_header(self, config: pytest.Config) -> str | None:
+        """With -v: the placeholder credentials replay set (the header is one line without)."""
         credentials = self.session.credentials
-        if credentials is None or not credentials.names:
+        if credentials is None or not credentials.names or config.get_verbosity() <= 0:
             return None
         return "llmobs replay: placeholder credentials for " + ", ".join(credentials.names)
 
@@ -426,11 +428,13 @@ class CassetteHooks:
         terminalreporter.write_sep("-", "llmobs cassettes")
         verbose = self.config.get_verbosity() > 0
         if session.saved:
-            write(f"{len(session.saved)} cassette(s) written")
+            write(f"{count(len(session.saved), 'cassette')} written")
             if verbose:
                 for path in session.saved:
                     write(f"  {path}")
         for path, why in session.unsaved:
             write(f"not saved: {path} ({why}); its previous content is untouched")
         if session.late:
-            write(f"{session.late} response(s) finished after their test ended: not recorded")
+            write(
+                f"{count(session.late, 'response')} finished after their test ended: not recorded"
+            )

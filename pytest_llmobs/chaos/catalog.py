@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -561,8 +562,43 @@ def render(
     return injection
 
 
+def fault_text(width: int = 88) -> str:
+    """The catalog for a terminal (`llmobs proxy --list-faults`): a row per fault (name,
+    retry?, parameters), what the client sees wrapped under it, then where faults skip."""
+    rows = [("fault", "retry?", "parameters")]
+    for fault in FAULTS.values():
+        retry = {True: "yes", False: "no", None: "-"}[fault.retryable]
+        params = ", ".join(f"{p.name}={p.default!r}" for p in fault.params if p.name != "text")
+        rows.append((fault.name, retry, params or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    lines = []
+    wires = [None, *(fault.wire for fault in FAULTS.values())]
+    for (name, retry, params), wire in zip(rows, wires, strict=True):
+        lines.append(f"{name:<{widths[0]}}  {retry:<{widths[1]}}  {params}".rstrip())
+        if wire:
+            plain = wire.replace("`", "")
+            lines += textwrap.wrap(plain, width, initial_indent="    ", subsequent_indent="    ")
+    notes = [
+        f"{name} does not apply to {dialect.provider}: {why}."
+        for dialect in DIALECTS.values()
+        for name, why in dialect.not_applicable.items()
+    ]
+    notes += [
+        f"{dialect.provider}: {dialect.limitation}."
+        for dialect in DIALECTS.values()
+        if dialect.limitation
+    ]
+    if notes:
+        lines += ["", "Where a fault cannot happen, rules skip the call:"]
+        for note in notes:
+            lines += textwrap.wrap(
+                note.replace("`", ""), width, initial_indent="  - ", subsequent_indent="    "
+            )
+    return "\n".join(lines)
+
+
 def fault_table() -> str:
-    """The catalog as a Markdown table (README, `llmobs proxy --list-faults`)."""
+    """The catalog as a Markdown table (the docs, `llmobs proxy --list-faults --markdown`)."""
     lines = ["| fault | what the client sees | retry? | parameters |", "|---|---|---|---|"]
     for fault in FAULTS.values():
         retry = {True: "yes", False: "no", None: "—"}[fault.retryable]

@@ -14,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, TraceFlags
 
 from ..summary import REPORT_ATTR
+from ..words import count
 from .catalog import ChaosConfigError
 from .control import ChaosControl
 from .rules import Rule, describe_rules, rules_from_spec
@@ -82,7 +83,7 @@ def install(
     config.stash[CHAOS_SESSION] = session
     for line in MARKERS:
         config.addinivalue_line("markers", line)
-    hooks = ChaosHooks(session, capture, source, price, gate)
+    hooks = ChaosHooks(session, capture, source, price, gate, announce=bool(chaos))
     config.pluginmanager.register(hooks, "llmobs-chaos")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistSeed(seed), "llmobs-chaos-xdist")
@@ -111,7 +112,10 @@ class ChaosHooks:
         seed_source: str,
         price: Price | None,
         gate: str = "fail",
+        *,
+        announce: bool = False,
     ) -> None:
+        self.announce = announce  # --llm-chaos is set: every test may get faults
         self.price = price
         self.gate = gate
         self.session = session
@@ -128,7 +132,11 @@ class ChaosHooks:
             responders.insert(0, self.session)
 
     # -- header, collection -------------------------------------------------------------
-    def pytest_report_header(self) -> str:
+    def pytest_report_header(self, config: pytest.Config) -> str | None:
+        """The seed line when chaos is on for the run (or with -v); tests that inject faults
+        through markers name the seed where they report (verdict, chaos summary)."""
+        if not self.announce and config.get_verbosity() <= 0:
+            return None
         session = self.session
         scenario = (
             f", scenario={session.scenario} ({describe_rules(session.rules)})"
@@ -298,7 +306,8 @@ class ChaosHooks:
                 + (f"  {', '.join(codes)}" if codes else "")
             )
         writer.write_line(
-            f"llmobs chaos: {len(self.results)} tests with faults, {failing} failing verdicts; "
+            f"llmobs chaos: {count(len(self.results), 'test')} with faults, "
+            f"{count(failing, 'failing verdict')}; "
             f"reproduce with --llm-chaos-seed={self.session.seed}"
         )
 

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from ..intercept.exchange import Exchange
 from ..providers import ProviderRegistry, Route
-from .catalog import ChaosConfigError, Injection, describe, fault_table
+from .catalog import ChaosConfigError, Injection, describe, fault_table, fault_text
 from .damage import Damage, Step, plan
 from .injector import Injector
 from .rules import Rule, describe_rules
@@ -745,13 +745,20 @@ def register_cli(subparsers: Any) -> None:
         help="worker processes sharing the port with SO_REUSEPORT (Linux), for more than one "
         "core; /metrics adds them up (default %(default)s)",
     )
-    parser.add_argument("--list-faults", action="store_true", help="print the fault catalog")
+    parser.add_argument(
+        "--list-faults", action="store_true", help="print the fault catalog and exit"
+    )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="with --list-faults: as a Markdown table (as in the docs)",
+    )
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     if args.list_faults:
-        print(fault_table())
+        print(fault_table() if args.markdown else fault_text())
         return 0
     if not args.upstream:
         print("llmobs proxy: --upstream is required", file=sys.stderr)

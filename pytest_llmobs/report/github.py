@@ -10,6 +10,7 @@ from typing import Any
 
 from ..atomic import write_atomic
 from ..summary import figures, findings, totals
+from ..words import count
 
 TOP = 5
 
@@ -29,14 +30,17 @@ def markdown(
         "",
         "| | |",
         "|---|---|",
-        f"| LLM calls | {total['calls']} in {total['tests_with_calls']} tests |",
+        f"| LLM calls | {total['calls']} in {count(total['tests_with_calls'], 'test')} |",
         f"| tokens | {total['input_tokens']} input, {total['output_tokens']} output |",
         f"| cost | {_usd(total['cost_usd'])} |",
         f"| p95 latency | {_secs(total['p95_latency_s'])} |",
-        f"| violations | {total['violations']} in {total['tests_with_violations']} tests |",
+        f"| violations | {total['violations']} in "
+        f"{count(total['tests_with_violations'], 'test')} |",
     ]
     if total["outside_calls"]:
-        lines.insert(5, f"| outside tests | {total['outside_calls']} calls (counted above) |")
+        lines.insert(
+            5, f"| outside tests | {count(total['outside_calls'], 'call')} (counted above) |"
+        )
     if session_result:
         lines += ["", "### Session budget exceeded", "", "```", session_result, "```"]
     violating = [(n, t) for n, t in tests.items() if findings(t)]

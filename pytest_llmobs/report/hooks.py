@@ -21,6 +21,7 @@ from ..encryption.keys import KeySource, KeySourceError, key_source_from_env
 from ..redaction import Redactor
 from ..settings import Settings
 from ..summary import REPORT_ATTR, PayloadOptions, RunSummary, payload
+from ..words import count
 from . import github, junit
 from .artifacts import ArtifactWriter
 from .traces import span_dict
@@ -232,8 +233,8 @@ class ArtifactHooks:
         if self.writes and self.summary.internal_errors:
             errors = self.summary.internal_errors
             terminalreporter.write_line(
-                f"llmobs: {len(errors)} internal error(s) while reading responses (the calls "
-                f"went through; their records may be incomplete): {'; '.join(errors[:3])}",
+                f"llmobs: {count(len(errors), 'internal error')} while reading responses (the "
+                f"calls went through; their records may be incomplete): {'; '.join(errors[:3])}",
                 yellow=True,
             )
         if not self.writes or not self.written:

@@ -10,6 +10,7 @@ shard's pytest run has already printed when it ran on GitHub).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,7 @@ from ..encryption.keys import KeySource, KeySourceError, key_source_from_env
 from ..encryption.stream import DecryptError
 from ..pricing import PricesFileError, Pricing
 from ..summary import totals
+from ..words import count
 from . import github
 from .artifacts import PROMPTS, TRACES, load_summary, write_final, write_views
 from .storage import artifact_lines, open_artifact
@@ -54,6 +56,11 @@ def register_cli(subparsers: Any) -> None:
         help="environment variable holding the artifact key: read encrypted (.enc) inputs "
         "and write the merged content artifacts encrypted with it",
     )
+    merge.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as one JSON object (output, inputs, files, tests, calls)",
+    )
     merge.set_defaults(func=_merge_cmd)
     check = subparsers.add_parser(
         "check",
@@ -74,6 +81,12 @@ def register_cli(subparsers: Any) -> None:
         action="store_true",
         help="on GitHub Actions, also print an ::error annotation per test finding "
         "(budget, truncation, resilience), as the pytest run does",
+    )
+    check.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as one JSON object (within_budget, violations, calls, tokens) "
+        "and nothing else: no ::error annotations",
     )
     check.set_defaults(func=_check_cmd)
 
@@ -165,7 +178,10 @@ def _check(
     violations = check_budget(calls, budget, pricing)
     if not violations:
         return None, []
-    title = f"session budget exceeded: {len(violations)} violation(s) over {len(calls)} calls"
+    title = (
+        f"session budget exceeded: {count(len(violations), 'violation')} over "
+        f"{count(len(calls), 'call')}"
+    )
     return render_session(violations, title=title, pricing=pricing), violations
 
 
@@ -178,10 +194,21 @@ def _merge_cmd(args: argparse.Namespace) -> int:
         return 2
     summary = load_summary(args.output)
     total = totals(summary["tests"].values(), _outside(summary))
-    print(
-        f"llmobs merge: {len(args.dirs)} directories → {args.output}: {total['tests']} tests, "
-        f"{total['calls']} LLM calls ({', '.join(p.name for p in written)})"
-    )
+    if args.json:
+        result = {
+            "output": str(args.output),
+            "inputs": [str(d) for d in args.dirs],
+            "files": [p.name for p in written],
+            "tests": total["tests"],
+            "calls": total["calls"],
+        }
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"llmobs merge: {count(len(args.dirs), 'directory')} → {args.output}: "
+            f"{count(total['tests'], 'test')}, {count(total['calls'], 'LLM call')} "
+            f"({', '.join(p.name for p in written)})"
+        )
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         text = github.markdown(summary["tests"], summary.get("session_result"), _outside(summary))
@@ -196,19 +223,34 @@ def _check_cmd(args: argparse.Namespace) -> int:
     except (BudgetError, PricesFileError, ValueError) as exc:
         print(f"llmobs check: {exc}", file=sys.stderr)
         return 2
-    if github.enabled():
+    if github.enabled() and not args.json:  # --json: the object alone on stdout
         if args.annotate_tests:
             prefix = str((summary.get("settings") or {}).get("annotation_prefix") or "")
             for line in github.error_annotations(summary.get("tests") or {}, prefix):
                 print(line)
         for line in github.session_annotations(v.summary for v in violations):
             print(line)
-    if text is None:
-        total = totals(summary["tests"].values(), _outside(summary))
-        print(
-            f"llmobs check: within budget ({total['calls']} calls, "
-            f"{total['input_tokens'] + total['output_tokens']} tokens)"
-        )
-        return 0
-    print(text)
-    return 1
+    total = totals(summary["tests"].values(), _outside(summary))
+    tokens = total["input_tokens"] + total["output_tokens"]
+    if args.json:
+        result = {
+            "within_budget": text is None,
+            "violations": [
+                {
+                    "key": v.key,
+                    "limit": v.limit,
+                    "actual": v.actual,
+                    "summary": v.summary,
+                    "detail": v.detail,
+                }
+                for v in violations
+            ],
+            "calls": total["calls"],
+            "tokens": tokens,
+        }
+        print(json.dumps(result, indent=2))
+    elif text is None:
+        print(f"llmobs check: within budget ({count(total['calls'], 'call')}, {tokens} tokens)")
+    else:
+        print(text)
+    return 0 if text is None else 1

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..alerts import SEVERITIES, Alert, counts, errored, truncated
 from ..budgets import percentile
 from ..redaction import Redactor
+from ..words import count
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -87,7 +88,7 @@ def slack_payload(
     redacted with the session's rules (its key names, PII masking) when given them."""
     by = counts(alerts)
     worst = next((s for s in reversed(SEVERITIES) if by[s]), "info")
-    title = f"pytest-llmobs: {len(alerts)} LLM alert(s) firing" + (
+    title = f"pytest-llmobs: {count(len(alerts), 'LLM alert')} firing" + (
         f" ({by['critical']} critical)" if by["critical"] else ""
     )
     icon = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..summary import RunSummary, figures, findings
+from ..words import count
 
 ROWS = 30
 TOP = 3
@@ -59,34 +60,35 @@ def write_summary(writer: _Writer, summary: RunSummary, verbosity: int) -> None:
                 f"{f['violations'] or '':>4}"
             )
         if len(shown) < len(tests):
-            writer.write_line(f"… {len(tests) - len(shown)} more tests (-v shows all)")
+            writer.write_line(f"… {count(len(tests) - len(shown), 'more test')} (-v shows all)")
     calls = summary.calls
     inputs = sum(r.input_tokens for r in rows)
     outputs = sum(r.output_tokens for r in rows)
     writer.write_line(
-        f"llmobs: {len(calls)} LLM calls in {len(rows)} tests, "
+        f"llmobs: {count(len(calls), 'LLM call')} in {count(len(rows), 'test')}, "
         f"{inputs} input + {outputs} output tokens"
     )
     if summary.outside:
         usage = [c.get("usage") or {} for c in summary.outside]
         writer.write_line(
-            f"llmobs: {len(summary.outside)} LLM call(s) outside any test (collection, session "
-            f"hooks, responses after their test ended), "
+            f"llmobs: {count(len(summary.outside), 'LLM call')} outside any test (collection, "
+            f"session hooks, responses after their test ended), "
             f"{sum(u.get('input_tokens') or 0 for u in usage)} input + "
             f"{sum(u.get('output_tokens') or 0 for u in usage)} output tokens"
         )
     violations = sum(len(findings(t)) for t in tests.values())
     if violations:
         writer.write_line(
-            f"llmobs: {violations} violation(s) in "
-            f"{sum(1 for t in tests.values() if findings(t))} test(s)"
+            f"llmobs: {count(violations, 'violation')} in "
+            f"{count(sum(1 for t in tests.values() if findings(t)), 'test')}"
         )
+    flat = [(nodeid, c) for nodeid, t in tests.items() for c in t["calls"]]
+    _write_unanswered(writer, [x for x in flat if _unanswered(x[1])])
     if verbosity < 0:
         return
     top = TOP_VERBOSE if verbosity > 0 else TOP
-    flat = [(nodeid, c) for nodeid, t in tests.items() for c in t["calls"]]
     slow = sorted(
-        (x for x in flat if x[1].get("duration_s") is not None),
+        (x for x in flat if x[1].get("duration_s") is not None and not _unanswered(x[1])),
         key=lambda x: -x[1]["duration_s"],
     )[:top]
     if slow:
@@ -100,6 +102,35 @@ def write_summary(writer: _Writer, summary: RunSummary, verbosity: int) -> None:
         writer.write_line("most expensive calls:")
         for nodeid, call in costly:
             writer.write_line(f"  {_usd(call['cost_usd']):>10}  {_call(nodeid, call)}")
+
+
+def _unanswered(call: Mapping[str, Any]) -> bool:
+    """No HTTP response at all: the connection was refused, timed out or broke first."""
+    return call.get("status_code") is None and bool(call.get("error_type") or call.get("error"))
+
+
+def _write_unanswered(writer: _Writer, calls: list[tuple[str, Mapping[str, Any]]]) -> None:
+    """Calls that got no response, said as such: they have no usage and cost nothing, and
+    a cassette being recorded gets nothing for them."""
+    if not calls:
+        return
+    writer.write_line(
+        f"llmobs: {count(len(calls), 'LLM call')} got no response (nothing to record, no "
+        "tokens, no cost):"
+    )
+    causes: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for nodeid, call in calls:
+        cause = (str(call.get("error_type") or "error"), str(call.get("error") or "").strip())
+        where = f"{nodeid} #{call.get('index', 0) + 1}"
+        causes.setdefault(cause, []).append((where, str(call.get("url") or "?")))
+    for (kind, message), seen in list(causes.items())[:TOP]:
+        (where, url), more = seen[0], len(seen) - 1
+        writer.write_line(
+            f"  {kind}"
+            + (f": {message}" if message else "")
+            + f" — {url} in {where}"
+            + (f" (+{more} more)" if more else "")
+        )
 
 
 def _call(nodeid: str, call: Mapping[str, Any]) -> str:

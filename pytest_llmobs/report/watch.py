@@ -30,6 +30,7 @@ from ..budgets import BudgetConfig
 from ..capture import OUTSIDE
 from ..spikes import Spike, SpikeError, SpikeRule, find_spikes
 from ..summary import REPORT_ATTR, RunSummary, call_record
+from ..words import count
 from . import sinks
 from .terminal import RedactedWriter
 
@@ -377,7 +378,7 @@ class WatchHooks:
             for alert in self.alerts:
                 write(alert.message)
         elif self.rules and self.config.get_verbosity() > 0:
-            write(f"llmobs alerts: {len(self.rules)} rule(s), none firing")
+            write(f"llmobs alerts: {count(len(self.rules), 'rule')}, none firing")
         for delivery in self.deliveries:
             write(delivery.line)
 
@@ -402,16 +403,20 @@ class WatchHooks:
                         f"{r['tolerance']})"
                     )
         line = (
-            f"llmobs baseline {path}: {compared} test(s) compared, "
-            f"{sum(len(r) for r in self.regressions.values())} regression(s)"
+            f"llmobs baseline {path}: {count(compared, 'test')} compared, "
+            f"{count(sum(len(r) for r in self.regressions.values()), 'regression')}"
         )
         if new:
-            line += f", {len(new)} test(s) not in the baseline (add them: --llm-baseline-update)"
+            line += (
+                f", {count(len(new), 'test')} not in the baseline (add "
+                f"{'it' if len(new) == 1 else 'them'}: --llm-baseline-update)"
+            )
         write(line)
         better = self._improved()
         if better:
             write(
-                f"llmobs baseline: {len(better)} test(s) now at least 10% below their baseline "
+                f"llmobs baseline: {count(len(better), 'test')} now at least 10% below "
+                f"{'its' if len(better) == 1 else 'their'} baseline "
                 "(lock it in with --llm-baseline-update): " + ", ".join(better[:5])
             )
 

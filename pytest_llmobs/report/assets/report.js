@@ -30,6 +30,18 @@
     if (v === 0) return "0";
     return v < 1 ? (v * 1000).toFixed(v < 0.01 ? 2 : 0) + " ms" : v.toFixed(2) + " s";
   }
+  function count(n, noun) { return n + " " + noun + (n === 1 ? "" : "s"); }
+  // Why a call is in prompts.jsonl (its `kept` field), in words.
+  function keptWhy(kept) {
+    const rate = Number((data.settings || {}).llm_log_sample_rate ?? 1);
+    if (kept === "failed_test") return "logged: the test failed";
+    if (kept === "violation") return "logged: it broke a check";
+    if (kept === "sampled") {
+      return rate >= 1 ? "logged: every call is" : "logged: in the " + Math.round(rate * 100) +
+        "% sample (llm_log_sample_rate)";
+    }
+    return "logged: " + kept;
+  }
   function fmtMs(v) { return fmtSec(v === null || v === undefined ? null : v / 1000); }
 
   // -- header and totals ----------------------------------------------------------------------
@@ -266,7 +278,7 @@
       td.append(el("h3", "", "Prompts and responses"));
       for (const x of test.excerpts) td.append(excerpt(x));
       if (test.excerpts_omitted) {
-        td.append(el("div", "muted", test.excerpts_omitted + " more call(s) in prompts.jsonl"));
+        td.append(el("div", "muted", count(test.excerpts_omitted, "more call") + " in prompts.jsonl"));
       }
     }
   }
@@ -295,7 +307,7 @@
     tbl.append(thead, body);
     const box = el("div");
     box.append(el("h3", "", "Calls"), tbl);
-    if (test.calls_omitted) box.append(el("div", "muted", test.calls_omitted + " more call(s)"));
+    if (test.calls_omitted) box.append(el("div", "muted", count(test.calls_omitted, "more call")));
     return box;
   }
 
@@ -347,15 +359,16 @@
       row.append(label, track, el("div", "wf-dur", fmtMs(s.dur_ms)));
       box.append(row);
     }
-    if (test.spans_omitted) box.append(el("div", "muted", test.spans_omitted + " more span(s) in traces.jsonl"));
+    if (test.spans_omitted) box.append(el("div", "muted", count(test.spans_omitted, "more span") + " in traces.jsonl"));
     return box;
   }
 
   function excerpt(x) {
     const box = el("section", "excerpt" + (x.fault ? " fault" : ""));
     const header = el("header", "", "call " + x.call + " · " + (x.provider || "?") + " " +
-      (x.model || "") + " · " + (x.operation || "") + " · HTTP " + (x.status_code ?? "–") +
-      " · kept: " + x.kept + (x.finish_reasons.length ? " · finish " + x.finish_reasons.join(", ") : ""));
+      (x.model || "") + " · " + (x.operation || "") + " · " +
+      (x.status_code === null || x.status_code === undefined ? "no response" : "HTTP " + x.status_code) +
+      " · " + keptWhy(x.kept) + (x.finish_reasons.length ? " · finish " + x.finish_reasons.join(", ") : ""));
     if (x.fault) header.append(el("span", "badge fault", " ⚡ " + x.fault));
     box.append(header);
     if (!x.content) box.append(el("div", "muted", "content not logged (llm_log_content = none)"));
@@ -364,7 +377,7 @@
         "(it is all in prompts.jsonl)"));
     }
     if (x.messages_omitted && !x.over_budget) {
-      box.append(el("div", "muted", x.messages_omitted + " earlier message(s) left out"));
+      box.append(el("div", "muted", count(x.messages_omitted, "earlier message") + " left out"));
     }
     for (const m of x.messages) {
       const row = el("div", "msg");
