@@ -382,7 +382,8 @@ def unchecked(calls: Sequence[LLMCall], budget: Budget) -> list[str]:
         return []
     refs = " ".join(f"#{i}" for i in untimed)
     return [
-        f"{key}: could not be checked for call(s) {refs}: replayed from a cassette without "
+        f"{key}: could not be checked for {'call' if len(untimed) == 1 else 'calls'} {refs}: "
+        "replayed from a cassette without "
         "timing (vcrpy records none), so the time to first chunk is unknown; re-record the "
         "cassette with pytest-llmobs to check it"
         for key in keys
@@ -714,7 +715,7 @@ class BudgetConfig:
         notes = unchecked(list(calls), checks.budget)
         if not notes:
             return None
-        lines = [f"LLM budget not fully checked for {nodeid}: {len(notes)} limit(s) unknown"]
+        lines = [f"LLM budget not fully checked for {nodeid}: {count(len(notes), 'limit')} unknown"]
         return "\n".join(lines + [f"  - {note}" for note in notes])
 
     def check_session(self, tests: Mapping[str, Sequence[Mapping[str, Any]]]) -> str | None:

@@ -95,7 +95,7 @@ def test_diff_two_runs_markdown_and_json(
 
     assert main(["diff", str(base), str(head)]) == 0
     text = capsys.readouterr().out
-    assert "1 changed, 0 added, 0 removed, 1 unchanged test(s)." in text
+    assert "1 changed, 0 added, 0 removed, 1 unchanged test." in text
     assert "#### `test_inner.py::test_rag` — changed" in text
     assert "| stage `retrieve` | 1 → **2** (+100%) |" in text
     assert "- call added in `retrieve`: `chat gpt-4o-mini`" in text

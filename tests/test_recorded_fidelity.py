@@ -161,8 +161,9 @@ def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     # the one cut Cohere answer is a truncation the plugin reports
     result.stdout.fnmatch_lines(
         [
-            "LLM checks failed for test_inner.py::test_cohere_cut_is_reported: 1 violation(s)",
-            "*truncation*not allowed*MAX_TOKENS*",
+            "LLM checks failed for test_inner.py::test_cohere_cut_is_reported: 1 violation",
+            "*truncation of #1: the answer was cut at the output token limit"
+            " (finish reason: MAX_TOKENS*",
             '*cohere.command-text-v14*max_tokens=1): finish reason "MAX_TOKENS"*',
         ]
     )

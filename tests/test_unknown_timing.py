@@ -86,10 +86,10 @@ def test_vcrpy_cassette_without_timing_replays_with_unknown_ttft(
     result.stdout.fnmatch_lines(
         [
             "*LLMUncheckedWarning: LLM budget not fully checked for test_inner.py::test_stream:"
-            " 2 limit(s) unknown",
-            "*- max_ttft_s: could not be checked for call(s) #1: replayed from a cassette "
+            " 2 limits unknown",
+            "*- max_ttft_s: could not be checked for call #1: replayed from a cassette "
             "without timing*",
-            "*- min_tokens_per_s: could not be checked for call(s) #1*",
+            "*- min_tokens_per_s: could not be checked for call #1*",
         ]
     )
     # the terminal table: no TTFT, not 0
@@ -130,7 +130,7 @@ def test_vcrpy_cassette_without_timing_replays_with_unknown_ttft(
     )
     strict.assert_outcomes(failed=1)
     strict.stdout.fnmatch_lines(
-        ["LLM budget not fully checked for test_inner.py::test_stream: 2 limit(s) unknown"]
+        ["LLM budget not fully checked for test_inner.py::test_stream: 2 limits unknown"]
     )
     assert "INTERNALERROR" not in strict.stdout.str() + strict.stderr.str()
 
@@ -152,7 +152,7 @@ def test_cassette_without_timing_unit(tmp_path: Path) -> None:
     budget = Budget(max_ttft_s=1.0)
     assert unchecked([timed, live], budget) == []
     [note] = unchecked([timed, untimed, live], budget)
-    assert note.startswith("max_ttft_s: could not be checked for call(s) #2:")
+    assert note.startswith("max_ttft_s: could not be checked for call #2:")
     assert unchecked([untimed], Budget(max_latency_s=1.0)) == []
     errored = call(source="replay", status_code=429)
     assert unchecked([errored], budget) == []

@@ -30,6 +30,7 @@ from ..budgets import fmt as budget_fmt
 from ..budgets import percentile
 from ..evaluations import scores
 from ..summary import findings
+from ..words import count
 from .artifacts import TRACES, load_summary
 from .storage import artifact_lines
 from .traces import attributes_dict
@@ -368,7 +369,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"### LLM changes: {_code(base['path'])} → {_code(head['path'])}",
         "",
         f"{counts['changed']} changed, {counts['added']} added, {counts['removed']} removed, "
-        f"{counts['unchanged']} unchanged test(s).",
+        f"{count(counts['unchanged'], 'unchanged test')}.",
         "",
         "| run | " + " | ".join(_LABELS[m] for m in result["totals"]) + " |",
         "|---|" + "---:|" * len(result["totals"]),
@@ -384,7 +385,10 @@ def markdown(result: Mapping[str, Any]) -> str:
     for i, test in enumerate(shown):
         section = _test_markdown(test)
         if sum(len(line) + 1 for line in out) + len(section) > MAX_MARKDOWN:
-            out += ["", f"… {len(shown) - i} more test(s) changed: see `llmobs diff --json`."]
+            out += [
+                "",
+                f"… {count(len(shown) - i, 'more test')} changed: see `llmobs diff --json`.",
+            ]
             break
         out += ["", section]
     return "\n".join(out) + "\n"
