@@ -73,7 +73,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict pytest_llmobs
 
 # -rs: a test that skips says why (no chromium, no promtool, no Phoenix).
-PYTEST_ARGS := -q -rs tests
+PYTEST_ARGS := -q -rs -n 2 tests
 
 unit: $(STAMP) phoenix
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
