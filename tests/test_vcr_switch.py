@@ -599,11 +599,18 @@ def test_record_modes_behave_as_in_pytest_recording(
         "all": (("new answer", 1), ("new answer", 0)),
         "rewrite": (("new answer", 1), ("new answer", 0)),
     }
+    # vcrpy 7 keeps the old interaction beside the re-recorded one in `all` and replays the
+    # first; vcrpy 8 and later, and pytest-llmobs, replace it.
+    vcrpy_7 = vcrpy_version.release(vcrpy_version.installed() or "0") < (8,)
     for mode, (during, after) in expected.items():
         for plugin in ONLY:
             cassette.write_bytes(original)
             assert answer(plugin, mode) == during, (plugin, mode)
-            assert answer(plugin, "none") == after, (plugin, mode)
+            kept_old = vcrpy_7 and plugin == "pytest-recording" and mode == "all"
+            assert answer(plugin, "none") == (("old answer", 0) if kept_old else after), (
+                plugin,
+                mode,
+            )
             if mode == "new_episodes":
                 assert cassette.read_bytes() == original, plugin  # nothing new: untouched
 
