@@ -228,10 +228,7 @@ class TimedRaw:
         return self._took(lambda: self._inner.read1(amt, *args, **kwargs), amt)
 
     def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer)
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+        return _read_into(self.read, buffer)
 
     def readlines(self) -> list[bytes]:
         return self.read().splitlines(keepends=True)
@@ -264,7 +261,36 @@ def _at_eof(raw: Any) -> bool:
     return fp is None or (is_fp_closed(fp) and len(buffered) == 0)
 
 
-class CannedBody:
+def _read_into(read: Callable[[int], bytes], buffer: Any) -> int:
+    view = memoryview(buffer)
+    data = read(len(view))
+    view[: len(data)] = data
+    return len(data)
+
+
+class _BodyFile:
+    """What the bodies we hand botocore share: `readinto` over their own `read`, and the
+    file-like answers urllib3's callers ask for."""
+
+    _position = 0
+
+    def read(self, amt: int | None = None, *args: Any, **kwargs: Any) -> bytes:
+        raise NotImplementedError
+
+    def readinto(self, buffer: Any) -> int:
+        return _read_into(self.read, buffer)
+
+    def tell(self) -> int:
+        return self._position
+
+    def readable(self) -> bool:
+        return True
+
+    def release_conn(self) -> None:
+        pass
+
+
+class CannedBody(_BodyFile):
     """A urllib3-response-like body for canned answers: recorded pieces on their schedule,
     then urllib3's own errors for a canned failure."""
 
@@ -327,20 +353,11 @@ class CannedBody:
             raise ReadTimeoutError(None, self._exchange.url, "Read timed out.")  # type: ignore[arg-type]
         raise ProtocolError("Connection broken: IncompleteRead(0 bytes read)")
 
-    def tell(self) -> int:
-        return self._position
-
-    def readable(self) -> bool:
-        return True
-
-    def release_conn(self) -> None:
-        pass
-
     def close(self) -> None:
         self.closed = True
 
 
-class ReadAhead:
+class ReadAhead(_BodyFile):
     """The urllib3-response-like body botocore's StreamingBody reads after `_read_ahead`:
     the bytes already read, then the error the read ended with, if any."""
 
@@ -370,21 +387,6 @@ class ReadAhead:
     ) -> Iterator[bytes]:
         while piece := self.read(amt):
             yield piece
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer)
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def tell(self) -> int:
-        return self._position
-
-    def readable(self) -> bool:
-        return True
-
-    def release_conn(self) -> None:
-        pass
 
     def close(self) -> None:
         self.closed = True
