@@ -68,7 +68,11 @@ PATHS: dict[str, tuple[tuple[str, str, str], ...]] = {
 
 
 def answerer(client: str) -> str | None:
-    """The library answering `client`'s requests instead of the network right now, or None."""
+    """The library answering `client`'s requests instead of the network right now, or None.
+    Asked for every request: a run that loaded none of them pays a few dict lookups."""
+    places = _loaded_answerers()
+    if not places and MOCK not in sys.modules:
+        return None
     for module, owner, attribute in PATHS.get(client, ()):
         loaded = sys.modules.get(module)
         cls = getattr(loaded, owner, None) if loaded is not None else None
@@ -77,14 +81,25 @@ def answerer(client: str) -> str | None:
         value = cls.__dict__.get(attribute)
         if value is None:  # inherited: whoever patched did it on the base class
             value = getattr(cls, attribute, None)
-        name = library_of(value)
+        name = library_of(value, places)
         if name is not None:
             return name
     return None
 
 
-def library_of(value: Any) -> str | None:
-    """The answering library that defined `value` (a function, class or mock), or None."""
+def _loaded_answerers() -> list[tuple[str, str]]:
+    """(directory prefix, name) of each answering library imported so far."""
+    places = []
+    for package, name in ANSWERERS.items():
+        location = getattr(sys.modules.get(package), "__file__", None)
+        if location:
+            places.append((os.path.dirname(location) + os.sep, name))
+    return places
+
+
+def library_of(value: Any, places: list[tuple[str, str]] | None = None) -> str | None:
+    """The answering library that defined `value` (a function, class or mock), or None;
+    `places`: `_loaded_answerers()`, when the caller has it already."""
     if value is None or ours(value):
         return None
     if _is_mock(value):
@@ -97,10 +112,8 @@ def library_of(value: Any) -> str | None:
     filename = _filename(value)
     if not filename:
         return None
-    for package, name in ANSWERERS.items():
-        loaded = sys.modules.get(package)
-        location = getattr(loaded, "__file__", None) if loaded is not None else None
-        if location and filename.startswith(os.path.dirname(location) + os.sep):
+    for prefix, name in _loaded_answerers() if places is None else places:
+        if filename.startswith(prefix):
             return name
     return None
 
