@@ -578,18 +578,9 @@ def fault_text(width: int = 88) -> str:
         if wire:
             plain = wire.replace("`", "")
             lines += textwrap.wrap(plain, width, initial_indent="    ", subsequent_indent="    ")
-    notes = [
-        f"{name} does not apply to {dialect.provider}: {why}."
-        for dialect in DIALECTS.values()
-        for name, why in dialect.not_applicable.items()
-    ]
-    notes += [
-        f"{dialect.provider}: {dialect.limitation}."
-        for dialect in DIALECTS.values()
-        if dialect.limitation
-    ]
+    notes = _skip_notes()
     if notes:
-        lines += ["", "Where a fault cannot happen, rules skip the call:"]
+        lines += ["", SKIPS]
         for note in notes:
             lines += textwrap.wrap(
                 note.replace("`", ""), width, initial_indent="  - ", subsequent_indent="    "
@@ -604,16 +595,25 @@ def fault_table() -> str:
         retry = {True: "yes", False: "no", None: "—"}[fault.retryable]
         params = ", ".join(f"`{p.name}`={p.default!r}" for p in fault.params if p.name != "text")
         lines.append(f"| `{fault.name}` | {fault.wire} | {retry} | {params or '—'} |")
+    notes = _skip_notes()
+    if notes:
+        lines += ["", SKIPS, "", *(f"- {note}" for note in notes)]
+    return "\n".join(lines)
+
+
+SKIPS = "Where a fault cannot happen, rules skip the call:"
+
+
+def _skip_notes() -> list[str]:
+    """Faults a provider cannot have, and each provider's limits, in Markdown."""
     notes = [
-        f"- `{name}` does not apply to `{dialect.provider}`: {why}."
+        f"`{name}` does not apply to `{dialect.provider}`: {why}."
         for dialect in DIALECTS.values()
         for name, why in dialect.not_applicable.items()
     ]
     notes += [
-        f"- `{dialect.provider}`: {dialect.limitation}."
+        f"`{dialect.provider}`: {dialect.limitation}."
         for dialect in DIALECTS.values()
         if dialect.limitation
     ]
-    if notes:
-        lines += ["", "Where a fault cannot happen, rules skip the call:", "", *notes]
-    return "\n".join(lines)
+    return notes
